@@ -1,0 +1,153 @@
+/**
+ * The manifest's JSON Schema (schemas/qvm.schema.json, the single source of its shape) compiled with ajv, and
+ * ajv's findings turned into plain, located messages.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { Diagnostic } from '../errors.js';
+import { type FieldPath, formatFieldPath, type LoadedYaml } from './load.js';
+
+export const SCHEMA_URL = new URL('../../schemas/qvm.schema.json', import.meta.url);
+
+let compiled: ValidateFunction | undefined;
+
+function validator(): ValidateFunction {
+  if (!compiled) {
+    const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8'));
+    const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true });
+    // errorMessage is an annotation read by editors (VS Code's JSON service) and by describeError below.
+    ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
+    compiled = ajv.compile(schema);
+  }
+  return compiled;
+}
+
+/** Schema problems of a loaded document, each located and worded for people. */
+export function schemaDiagnostics(loaded: LoadedYaml): Diagnostic[] {
+  const validate = validator();
+  if (validate(loaded.value)) return [];
+  const seen = new Set<string>();
+  const out: Diagnostic[] = [];
+  for (const error of validate.errors ?? []) {
+    const described = describeError(error);
+    if (!described) continue;
+    const key = formatFieldPath(described.path);
+    if (seen.has(key)) continue; // the first finding per field is the useful one (type before pattern)
+    seen.add(key);
+    const position = loaded.locate(described.path, { key: described.atKey });
+    out.push({ file: loaded.file, ...position, path: key || undefined, message: described.message });
+  }
+  return out;
+}
+
+interface Described {
+  path: FieldPath;
+  message: string;
+  /** Point at the mapping key (unknown fields, bad names) rather than at the value. */
+  atKey?: boolean;
+}
+
+function pointerToPath(pointer: string): (string | number)[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((part) => (/^(0|[1-9][0-9]*)$/.test(part) ? Number(part) : part));
+}
+
+/** A value as it appears in a message: strings quoted, objects named by their kind. */
+export function showValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  return String(value);
+}
+
+const typeNames: Record<string, string> = {
+  integer: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  object: 'a mapping',
+  array: 'a list',
+  boolean: 'true or false',
+};
+
+function describeError(error: ErrorObject): Described | undefined {
+  const path = pointerToPath(error.instancePath);
+  const schemaMessage = error.parentSchema?.errorMessage as string | undefined;
+  switch (error.keyword) {
+    case 'if':
+    case 'propertyNames':
+      // Summaries of errors that ajv reports on their own as well.
+      return undefined;
+    case 'required':
+      return { path: [...path, error.params.missingProperty as string], message: 'is required' };
+    case 'additionalProperties': {
+      const field = error.params.additionalProperty as string;
+      const known = Object.keys((error.parentSchema?.properties as object | undefined) ?? {});
+      const suggestion = closest(field, known);
+      const hint = suggestion
+        ? `; did you mean "${suggestion}"?`
+        : known.length
+          ? `; known fields: ${known.join(', ')}`
+          : '';
+      return { path: [...path, field], message: `is not a known field${hint}`, atKey: true };
+    }
+  }
+  if (error.propertyName !== undefined) {
+    // A mapping key that fails propertyNames: a bad VM name.
+    const message = schemaMessage ?? 'is not a valid name';
+    return {
+      path: [...path, error.propertyName],
+      message: `${message}, got ${showValue(error.propertyName)}`,
+      atKey: true,
+    };
+  }
+  const got = `, got ${showValue(error.data)}`;
+  if (schemaMessage) return { path, message: schemaMessage + got };
+  switch (error.keyword) {
+    case 'type':
+      return {
+        path,
+        message: `must be ${typeNames[error.params.type as string] ?? error.params.type}${got}`,
+      };
+    case 'enum':
+      return {
+        path,
+        message: `must be one of ${(error.params.allowedValues as unknown[]).join(', ')}${got}`,
+      };
+    default:
+      return { path, message: `${error.message ?? 'is invalid'}${got}` };
+  }
+}
+
+/** The known word nearest to a misspelling, when it is near enough to be a likely typo. */
+export function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of candidates) {
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}

@@ -1,0 +1,63 @@
+/**
+ * The manifest as qvm uses it after validation and defaults: every path absolute, every size in bytes or MiB,
+ * every duration in milliseconds, every forward with an explicit host address.
+ */
+import type { HostForward } from '../qemu/hostfwd.js';
+import type { FieldPath, SourcePosition } from './load.js';
+
+export type DesiredState = 'running' | 'stopped' | 'saved';
+export type Accel = 'auto' | 'kvm' | 'tcg';
+
+export interface DiskSpec {
+  path: string;
+  /** Virtual size in bytes for creating the disk; undefined means "take the backing image's size". */
+  sizeBytes?: number;
+  backing?: string;
+}
+
+/** A forward and where the manifest declared it, so plan errors about it can be located. */
+export interface ForwardSpec extends HostForward {
+  /** Index in the VM's `forwards` list. */
+  index: number;
+}
+
+export interface VmSpec {
+  name: string;
+  memoryMiB: number;
+  cpus: number;
+  disk?: DiskSpec;
+  cdrom?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  nic: string;
+  forwards: ForwardSpec[];
+  snapshot?: string;
+  state: DesiredState;
+  stopTimeoutMs: number;
+  accel: Accel;
+  /** Set for adopted VMs: a QEMU started by someone else, reached through this socket. */
+  monitor?: string;
+  args: string[];
+}
+
+export interface Manifest {
+  /** The file as the user named it, for messages. */
+  file: string;
+  /** Absolute folder that relative paths were resolved against. */
+  dir: string;
+  vms: VmSpec[];
+  /** Where a field of the manifest is: for plan errors that point back at the file. */
+  locate(path: FieldPath): SourcePosition | undefined;
+}
+
+export const DEFAULTS = {
+  memoryMiB: 512,
+  cpus: 1,
+  nic: 'e1000',
+  state: 'running' as DesiredState,
+  stopTimeoutMs: 30_000,
+  accel: 'auto' as Accel,
+  /** Where a forward with no host address binds: loopback, unlike QEMU's every-interface default. */
+  forwardAddress: '127.0.0.1',
+};

@@ -1,0 +1,37 @@
+/**
+ * One way to reach any QEMU monitor socket: connectMonitor sniffs what the socket says first (a QMP greeting
+ * is JSON, an HMP banner is text) and returns the matching client behind one interface.
+ */
+import { MonitorProtocolError } from '../errors.js';
+import { HmpClient } from './hmp.js';
+import { QmpClient } from './qmp.js';
+import { DEFAULT_MONITOR_TIMEOUT_MS, openUnixSocket, readFirstBytes } from './socket.js';
+
+/** What every monitor client can do: run an HMP command line and return its text, or throw. */
+export interface Monitor {
+  readonly kind: 'qmp' | 'hmp';
+  readonly socketPath: string;
+  hmp(commandLine: string, options?: { timeoutMs?: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export type AnyMonitor = QmpClient | HmpClient;
+
+export async function connectMonitor(
+  socketPath: string,
+  options: { timeoutMs?: number } = {},
+): Promise<AnyMonitor> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_MONITOR_TIMEOUT_MS;
+  const started = Date.now();
+  const remaining = () => Math.max(1, timeoutMs - (Date.now() - started));
+  const socket = await openUnixSocket(socketPath, timeoutMs);
+  const first = await readFirstBytes(socket, socketPath, remaining());
+  const head = first.toString('utf8').trimStart();
+  if (head.startsWith('{')) return QmpClient.fromGreeting(socket, socketPath, first, remaining(), timeoutMs);
+  if (head.startsWith('QEMU')) return HmpClient.fromBanner(socket, socketPath, first, remaining(), timeoutMs);
+  socket.destroy();
+  throw new MonitorProtocolError(
+    `${socketPath} is neither a QMP nor an HMP monitor: it sent ${JSON.stringify(head.slice(0, 80))}`,
+    socketPath,
+  );
+}
