@@ -66,7 +66,12 @@ export class HmpClient {
     const timeoutMs = options.timeoutMs ?? DEFAULT_MONITOR_TIMEOUT_MS;
     const started = Date.now();
     const socket = await openUnixSocket(socketPath, timeoutMs);
-    const first = await readFirstBytes(socket, socketPath, Math.max(1, timeoutMs - (Date.now() - started)));
+    const first = await readFirstBytes(
+      socket,
+      socketPath,
+      Math.max(1, timeoutMs - (Date.now() - started)),
+      timeoutMs,
+    );
     return HmpClient.fromBanner(socket, socketPath, first, timeoutMs - (Date.now() - started), timeoutMs);
   }
 

@@ -25,7 +25,7 @@ export async function connectMonitor(
   const started = Date.now();
   const remaining = () => Math.max(1, timeoutMs - (Date.now() - started));
   const socket = await openUnixSocket(socketPath, timeoutMs);
-  const first = await readFirstBytes(socket, socketPath, remaining());
+  const first = await readFirstBytes(socket, socketPath, remaining(), timeoutMs);
   const head = first.toString('utf8').trimStart();
   if (head.startsWith('{')) return QmpClient.fromGreeting(socket, socketPath, first, remaining(), timeoutMs);
   if (head.startsWith('QEMU')) return HmpClient.fromBanner(socket, socketPath, first, remaining(), timeoutMs);

@@ -79,7 +79,12 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
     const timeoutMs = options.timeoutMs ?? DEFAULT_MONITOR_TIMEOUT_MS;
     const started = Date.now();
     const socket = await openUnixSocket(socketPath, timeoutMs);
-    const first = await readFirstBytes(socket, socketPath, Math.max(1, timeoutMs - (Date.now() - started)));
+    const first = await readFirstBytes(
+      socket,
+      socketPath,
+      Math.max(1, timeoutMs - (Date.now() - started)),
+      timeoutMs,
+    );
     return QmpClient.fromGreeting(socket, socketPath, first, timeoutMs - (Date.now() - started), timeoutMs);
   }
 

@@ -58,7 +58,13 @@ function connectFailure(socketPath: string, error: NodeJS.ErrnoException): strin
  * accepts connections (the kernel queues them) but never greets, and QEMU serves one client per socket at a
  * time, so silence here has two likely causes; the message names both.
  */
-export function readFirstBytes(socket: net.Socket, socketPath: string, timeoutMs: number): Promise<Buffer> {
+export function readFirstBytes(
+  socket: net.Socket,
+  socketPath: string,
+  timeoutMs: number,
+  /** The caller's whole deadline, for the message (timeoutMs may be what is left of it). */
+  overallTimeoutMs = timeoutMs,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const cleanup = () => {
       clearTimeout(timer);
@@ -80,10 +86,10 @@ export function readFirstBytes(socket: net.Socket, socketPath: string, timeoutMs
       socket.destroy();
       reject(
         new MonitorTimeoutError(
-          `QEMU did not greet on ${socketPath} within ${formatDuration(timeoutMs)}: it is frozen (stopped or hung), or another client holds this monitor (QEMU serves one client at a time)`,
+          `QEMU did not greet on ${socketPath} within ${formatDuration(overallTimeoutMs)}: it is frozen (stopped or hung), or another client holds this monitor (QEMU serves one client at a time)`,
           socketPath,
           undefined,
-          timeoutMs,
+          overallTimeoutMs,
         ),
       );
     }, timeoutMs);

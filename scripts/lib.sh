@@ -1,0 +1,33 @@
+# Shared set-up steps for the scripts in this folder. Each step is idempotent and fast when already done.
+
+# npm dependencies: installed from the lockfile when missing or older than it.
+ensure_node_modules() {
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "qvm: installing npm dependencies (npm ci)" >&2
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+# QEMU from Debian's packages, and cpio for packing the demo guest's initramfs: installed when missing and
+# we are root; otherwise the exact command to run.
+ensure_qemu() {
+  local missing=()
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+  command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+  command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "qvm: installing ${missing[*]} from Debian's packages" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "qvm: missing ${missing[*]}. Install with:" >&2
+    echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# The demo guest (kernel + initramfs), built once and cached in guest/out/.
+ensure_guest() {
+  bash guest/build.sh >/dev/null
+}

@@ -1,0 +1,140 @@
+/**
+ * The qemu-system-x86_64 command line for a VM. Pure: the same spec and paths always give the same argv, which
+ * is what lets the planner compare the command line a VM runs with against the one the manifest asks for.
+ *
+ * Values are passed as separate argv items (no shell). QEMU's own option syntax is the remaining injection
+ * route: in `-drive file=PATH,...` a comma in PATH would start a new option, so commas are doubled, which is
+ * QEMU's escape.
+ */
+import type { VmSpec } from '../manifest/types.js';
+import type { VmPaths } from '../runtime/paths.js';
+import { formatHostfwd, type HostForward } from './hostfwd.js';
+
+export const QEMU_SYSTEM = 'qemu-system-x86_64';
+
+/** The netdev every VM's user network gets; hostfwd_add/remove name it. */
+export const NETDEV_ID = 'net0';
+
+export interface DiskFormat {
+  /** As `qemu-img info` reports it: qcow2, raw, ... */
+  format: string;
+}
+
+export interface LaunchOptions {
+  /** kvm or tcg: `auto` resolved by the caller (it depends on /dev/kvm). */
+  accel: 'kvm' | 'tcg';
+  /** Forwards to put on the command line. */
+  forwards: HostForward[];
+  /** Boot from this snapshot (-loadvm). */
+  loadvm?: string;
+  /** The disk's format, when the VM has a disk. */
+  diskFormat?: string;
+}
+
+/** Escapes a value for QEMU's `key=value,key=value` option syntax. */
+export function optionValue(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+/** The argv (without the program name) that starts this VM daemonized and headless. */
+export function buildQemuArgs(spec: VmSpec, paths: VmPaths, options: LaunchOptions): string[] {
+  const args: string[] = [
+    '-name',
+    `${spec.name},process=qvm-${spec.name}`,
+    '-accel',
+    options.accel,
+    '-m',
+    String(spec.memoryMiB),
+    '-smp',
+    String(spec.cpus),
+    '-display',
+    'none',
+    '-daemonize',
+    '-pidfile',
+    paths.pidfile,
+    // Keep the process when the guest powers off: qvm then sees runstate "shutdown" and knows it was the guest.
+    '-no-shutdown',
+    '-qmp',
+    `unix:${optionValue(paths.qmp)},server=on,wait=off`,
+    '-qmp',
+    `unix:${optionValue(paths.events)},server=on,wait=off`,
+    '-monitor',
+    `unix:${optionValue(paths.hmp)},server=on,wait=off`,
+    '-chardev',
+    `socket,id=serial0,path=${optionValue(paths.serial)},server=on,wait=off,logfile=${optionValue(paths.serialLog)},logappend=on`,
+    '-serial',
+    'chardev:serial0',
+    // After -daemonize QEMU points stderr at /dev/null unless -D is given: then its messages go to this file.
+    '-D',
+    paths.qemuLog,
+    '-netdev',
+    ['user', `id=${NETDEV_ID}`, ...options.forwards.map((f) => `hostfwd=${formatHostfwd(f)}`)].join(','),
+    '-device',
+    `${spec.nic},netdev=${NETDEV_ID}`,
+  ];
+  if (spec.disk) {
+    args.push(
+      '-drive',
+      `file=${optionValue(spec.disk.path)},format=${options.diskFormat ?? 'qcow2'},if=virtio,id=disk0`,
+    );
+  }
+  if (spec.cdrom) {
+    args.push(
+      '-drive',
+      `file=${optionValue(spec.cdrom)},format=raw,media=cdrom,readonly=on,if=ide,id=cdrom0`,
+    );
+    // Disk first, then CD: an empty disk falls through to the installer, an installed one boots itself.
+    args.push('-boot', 'order=cd');
+  }
+  if (spec.kernel) args.push('-kernel', spec.kernel);
+  if (spec.initrd) args.push('-initrd', spec.initrd);
+  if (spec.append !== undefined) args.push('-append', spec.append);
+  args.push(...spec.args);
+  if (options.loadvm) args.push('-loadvm', options.loadvm);
+  return args;
+}
+
+/**
+ * The parts of a command line that decide whether a running VM must restart: everything except its forwards
+ * (changed live) and -loadvm (only matters at boot). Applied to both the running process's argv and the
+ * desired one before comparing.
+ */
+export function restartRelevantArgs(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '-loadvm') {
+      i++;
+      continue;
+    }
+    if (arg === '-netdev' && args[i + 1]?.startsWith('user,')) {
+      out.push(arg, stripHostfwd(args[i + 1]!));
+      i++;
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
+}
+
+function stripHostfwd(netdev: string): string {
+  // Split on single commas only: ",," is an escaped comma inside a value.
+  const parts = netdev.split(/(?<!,),(?!,)/);
+  return parts.filter((p) => !p.startsWith('hostfwd=')).join(',');
+}
+
+/** One line per option, for showing a command line as a diff. */
+export function argvLines(args: readonly string[]): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    if (arg.startsWith('-') && next !== undefined && !next.startsWith('-')) {
+      lines.push(`${arg} ${next}`);
+      i++;
+    } else {
+      lines.push(arg);
+    }
+  }
+  return lines;
+}
