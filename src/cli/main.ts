@@ -2,15 +2,15 @@
  * The qvm command line. This is the only place that prints errors and picks exit codes: commands return an
  * exit code or throw, and `main` turns what they throw into a message (no stack trace for anything a user
  * can cause) and an exit status.
+ *
+ * Command modules are imported when their command runs, so `qvm monitor` does not pay for loading the
+ * manifest validator or the process supervisor: for a one-shot command, startup is most of the time.
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError } from '../errors.js';
+import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
 import { parseDuration } from '../util/units.js';
-import { consoleCommand } from './console.js';
-import { monitorCommand } from './monitor.js';
 import { type Output, processOutput, writeLine } from './output.js';
-import { manifestErrorSummary, validateCommand } from './validate.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -28,6 +28,35 @@ export function durationOption(value: string): number {
 
 function fileOption(): Option {
   return new Option('-f, --file <path>', 'the manifest').default(DEFAULT_MANIFEST);
+}
+
+function outputOption(): Option {
+  return new Option('-o, --output <format>', 'output format').choices(['human', 'json']).default('human');
+}
+
+/** Deadline for each VM's monitor while observing; a frozen VM is reported as unresponsive after it. */
+function observeTimeoutOption(): Option {
+  return new Option('--timeout <duration>', 'how long each VM may take to answer its monitor')
+    .default(5000, '5s')
+    .argParser(durationOption);
+}
+
+/**
+ * A monitor socket from --socket, or from a VM name in the manifest: the VM's HMP socket (kept for people,
+ * so an open console never blocks qvm's own QMP socket), or an adopted VM's own socket.
+ */
+async function resolveSocket(
+  opts: { socket?: string; file: string },
+  words: string[],
+): Promise<{ socket: string; rest: string[]; label?: string }> {
+  if (opts.socket) return { socket: opts.socket, rest: words };
+  const [vm, ...rest] = words;
+  if (!vm) throw new UsageError('name a VM, or give --socket PATH');
+  const { loadContext, findVm } = await import('./context.js');
+  const { vmPaths } = await import('../runtime/paths.js');
+  const context = await loadContext(opts.file);
+  const spec = findVm(context, vm);
+  return { socket: spec.monitor ?? vmPaths(context.namespace, vm).hmp, rest, label: vm };
 }
 
 function timeoutOption(): Option {
@@ -55,42 +84,131 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       'check a manifest without touching any VM; prints every problem, each with file, line and field',
     )
     .addOption(fileOption())
-    .action(async (opts: { file: string }) => setExitCode(await validateCommand(opts.file, output)));
+    .action(async (opts: { file: string }) => {
+      const { validateCommand } = await import('./validate.js');
+      setExitCode(await validateCommand(opts.file, output));
+    });
+
+  program
+    .command('plan')
+    .description('show what apply would change to make the VMs match the manifest, without changing anything')
+    .addOption(fileOption())
+    .option('--prune', 'also plan to stop running VMs that the manifest no longer lists', false)
+    .option(
+      '--detailed-exitcode',
+      'exit 0 when there are no changes, 1 on error, 2 when there are changes',
+      false,
+    )
+    .addOption(outputOption())
+    .addOption(observeTimeoutOption())
+    .action(async (opts) => {
+      const { planCommand } = await import('./plan.js');
+      setExitCode(await planCommand(opts, output));
+    });
+
+  program
+    .command('apply')
+    .description(
+      'make the VMs match the manifest: live where QEMU allows (forwards), else by starting, stopping or restarting',
+    )
+    .addOption(fileOption())
+    .option('--prune', 'also stop running VMs that the manifest no longer lists', false)
+    .option('--dry-run', 'only show the plan', false)
+    .addOption(outputOption())
+    .addOption(observeTimeoutOption())
+    .action(async (opts) => {
+      const { applyCommand } = await import('./plan.js');
+      setExitCode(await applyCommand(opts, output));
+    });
+
+  program
+    .command('status')
+    .description(
+      'one row per VM: state, pid, forwards, snapshots, uptime (VMs no longer in the manifest included)',
+    )
+    .addOption(fileOption())
+    .addOption(outputOption())
+    .addOption(observeTimeoutOption())
+    .action(async (opts) => {
+      const { statusCommand } = await import('./status.js');
+      setExitCode(await statusCommand(opts, output));
+    });
+
+  program
+    .command('destroy')
+    .description('stop VMs (all, or the ones named) and remove their runtime files; disks are kept')
+    .argument('[vm...]', 'VMs to destroy (default: every VM of the manifest and its namespace)')
+    .addOption(fileOption())
+    .option(
+      '--delete-disks',
+      'also delete the disks qvm created (never a backing image or a disk that was there before)',
+      false,
+    )
+    .addOption(observeTimeoutOption())
+    .action(async (names: string[], opts) => {
+      const { destroyCommand } = await import('./destroy.js');
+      setExitCode(await destroyCommand(names, opts, output));
+    });
+
+  program
+    .command('logs')
+    .description("print a VM's serial console and QEMU's own messages")
+    .argument('<vm>', 'the VM')
+    .addOption(fileOption())
+    .option('-F, --follow', 'keep printing what is appended (Ctrl-C ends)', false)
+    .option('--serial', 'only the serial console', false)
+    .option('--qemu', "only QEMU's messages", false)
+    .action(async (name: string, opts) => {
+      const { logsCommand } = await import('./logs.js');
+      setExitCode(await logsCommand(name, { ...opts, follow: opts.follow }, output));
+    });
 
   program
     .command('monitor')
     .description(
-      'send one command to a QEMU monitor (QMP or HMP socket) and print its output; exit 1 when QEMU reports a failure, 2 when QEMU cannot be reached or does not answer',
+      'send one command to a QEMU monitor and print its output; exit 1 when QEMU reports a failure, 2 when QEMU cannot be reached or does not answer',
     )
-    .requiredOption(
+    .usage('[options] (VM | --socket PATH) COMMAND...')
+    .option(
       '-s, --socket <path>',
-      'the monitor socket (QMP or HMP, told apart by what it says first)',
+      'a monitor socket (QMP or HMP, told apart by what it says first) instead of a VM name',
     )
+    .addOption(fileOption())
     .addOption(timeoutOption())
-    .argument('<command...>', 'an HMP command line such as `info usernet`, or raw QMP JSON on a QMP socket')
+    .argument(
+      '<words...>',
+      'VM name (without --socket), then an HMP command line such as `info usernet`, or raw QMP JSON on a QMP socket',
+    )
     .addHelpText(
       'after',
       `
 Examples:
+  qvm monitor web info usernet
   qvm monitor --socket /tmp/t/mon.sock hostfwd_add tcp::10080-:80
-  qvm monitor --socket /tmp/t/mon.sock info usernet
   qvm monitor --socket /tmp/t/qmp.sock '{"execute": "query-status"}'
 `,
     )
-    .action(async (words: string[], opts: { socket: string; timeout: number }) =>
-      setExitCode(await monitorCommand(opts.socket, words, { timeoutMs: opts.timeout }, output)),
-    );
+    .action(async (words: string[], opts: { socket?: string; file: string; timeout: number }) => {
+      const { monitorCommand } = await import('./monitor.js');
+      const { socket, rest } = await resolveSocket(opts, words);
+      setExitCode(await monitorCommand(socket, rest, { timeoutMs: opts.timeout }, output));
+    });
 
   program
     .command('console')
     .description(
       'interactive monitor with line editing, history and completion; Ctrl-D leaves and the VM keeps running',
     )
-    .requiredOption('-s, --socket <path>', 'the monitor socket (QMP or HMP)')
+    .usage('[options] (VM | --socket PATH)')
+    .option('-s, --socket <path>', 'a monitor socket (QMP or HMP) instead of a VM name')
+    .addOption(fileOption())
     .addOption(timeoutOption())
-    .action(async (opts: { socket: string; timeout: number }) =>
-      setExitCode(await consoleCommand(opts.socket, { timeoutMs: opts.timeout }, output)),
-    );
+    .argument('[vm]', 'the VM (without --socket)')
+    .action(async (vm: string | undefined, opts: { socket?: string; file: string; timeout: number }) => {
+      const { consoleCommand } = await import('./console.js');
+      const { socket, label } = await resolveSocket(opts, vm ? [vm] : []);
+      setExitCode(await consoleCommand(socket, { timeoutMs: opts.timeout, label }, output));
+    });
 
   return program;
 }
@@ -117,7 +235,8 @@ export function reportError(error: unknown, output: Output): number {
   }
   if (error instanceof ManifestError) {
     for (const d of error.diagnostics) writeLine(err, formatDiagnostic(d));
-    writeLine(err, color.red(manifestErrorSummary(error)));
+    const n = error.diagnostics.length;
+    writeLine(err, color.red(`${n} problem${n === 1 ? '' : 's'} in ${error.file}`));
     return error.exitCode;
   }
   if (error instanceof MonitorCommandError) {

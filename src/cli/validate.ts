@@ -1,5 +1,4 @@
 /** `qvm validate`: checks a manifest without touching any VM. */
-import type { ManifestError } from '../errors.js';
 import { loadManifest } from '../manifest/validate.js';
 import { type Output, writeLine } from './output.js';
 
@@ -11,10 +10,4 @@ export async function validateCommand(file: string, output: Output): Promise<num
     `${file}: valid, ${count} VM${count === 1 ? '' : 's'} (${manifest.vms.map((v) => v.name).join(', ') || 'none'})`,
   );
   return 0;
-}
-
-/** Printed after the located lines of a ManifestError, so a long list ends with its count. */
-export function manifestErrorSummary(error: ManifestError): string {
-  const n = error.diagnostics.length;
-  return `${n} problem${n === 1 ? '' : 's'} in ${error.file}`;
 }

@@ -39,6 +39,11 @@ export interface VmSpec {
   /** Set for adopted VMs: a QEMU started by someone else, reached through this socket. */
   monitor?: string;
   args: string[];
+  /**
+   * Adopted VMs only: restart-class fields the manifest sets, which qvm cannot apply to a VM it did not
+   * start. The plan says so.
+   */
+  adoptedIgnores?: string[];
 }
 
 export interface Manifest {

@@ -64,6 +64,20 @@ const MANAGED_OPTIONS = new Set([
   '-S',
 ]);
 
+/** Fields only a restart can change; on an adopted VM (started outside qvm) they cannot apply. */
+const RESTART_CLASS_FIELDS = [
+  'memory',
+  'cpus',
+  'disk',
+  'cdrom',
+  'kernel',
+  'initrd',
+  'append',
+  'nic',
+  'accel',
+  'args',
+] as const;
+
 export interface CheckResult {
   manifest?: Manifest;
   diagnostics: Diagnostic[];
@@ -249,6 +263,9 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
         accel: raw.accel ?? DEFAULTS.accel,
         ...(raw.monitor !== undefined ? { monitor: resolvePath(raw.monitor) } : {}),
         args: raw.args ?? [],
+        ...(raw.monitor !== undefined
+          ? { adoptedIgnores: RESTART_CLASS_FIELDS.filter((f) => raw[f] !== undefined) }
+          : {}),
       });
     }
   }

@@ -1,0 +1,85 @@
+/**
+ * The side effects apply needs, behind one narrow interface: the executor is tested with a recording fake,
+ * and the real implementation (here) is tested against real QEMU.
+ */
+import { QvmError } from '../errors.js';
+import type { Manifest, VmSpec } from '../manifest/types.js';
+import { QEMU_SYSTEM } from '../qemu/argv.js';
+import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
+import { createDisk, type DiskCreation, fileIdentity } from '../qemu/img.js';
+import { connectMonitor } from '../qemu/monitor.js';
+import { parseSnapshots } from '../qemu/parse/snapshots.js';
+import { type Namespace, type VmPaths, vmPaths } from '../runtime/paths.js';
+import { readLaunchRecord, recordCreatedDisk, writeLaunchRecord } from '../runtime/records.js';
+import { launchQemu, prepareRuntimeDirs, type StopOutcome, type StopTarget, stopVm } from './supervisor.js';
+
+export interface Effects {
+  createDisk(vm: string, disk: DiskCreation): Promise<void>;
+  /** Starts the VM's QEMU; returns its pid. */
+  launch(spec: VmSpec, args: string[], bootedFrom: string | undefined): Promise<number>;
+  stop(target: StopTarget): Promise<StopOutcome>;
+  /** One HMP command through a monitor socket (qvm's QMP socket or an adopted VM's own). */
+  monitorCommand(socket: string, command: string, timeoutMs?: number): Promise<string>;
+  /** Records forwards qvm added live, so later plans can tell them from drift. */
+  rememberLiveForwards(vm: string, added: HostForward[], removed: HostForward[]): void;
+}
+
+export function realEffects(manifest: Manifest, namespace: Namespace): Effects {
+  const paths = (vm: string): VmPaths => vmPaths(namespace, vm);
+  return {
+    async createDisk(vm, disk) {
+      const p = paths(vm);
+      prepareRuntimeDirs(namespace, p);
+      await createDisk(disk);
+      const identity = fileIdentity(disk.path);
+      if (identity)
+        recordCreatedDisk(p.dir, { path: disk.path, ...identity, createdAt: new Date().toISOString() });
+    },
+    async launch(spec, args, bootedFrom) {
+      const p = paths(spec.name);
+      prepareRuntimeDirs(namespace, p);
+      const pid = await launchQemu(args, p);
+      writeLaunchRecord(p.launch, {
+        version: 1,
+        vm: spec.name,
+        manifest: manifest.file,
+        argv: [QEMU_SYSTEM, ...args],
+        spec,
+        accel: args[args.indexOf('-accel') + 1] === 'kvm' ? 'kvm' : 'tcg',
+        startedAt: new Date().toISOString(),
+        ...(bootedFrom ? { bootedFrom } : {}),
+        liveForwards: [],
+      });
+      return pid;
+    },
+    stop(target) {
+      return stopVm(target, target.adopted ? undefined : paths(target.vm));
+    },
+    async monitorCommand(socket, command, timeoutMs = 10_000) {
+      const monitor = await connectMonitor(socket, { timeoutMs });
+      try {
+        return await monitor.hmp(command, { timeoutMs });
+      } finally {
+        await monitor.close();
+      }
+    },
+    rememberLiveForwards(vm, added, removed) {
+      const p = paths(vm);
+      const record = readLaunchRecord(p.launch);
+      if (!record) return;
+      const key = (f: HostForward) => formatHostfwd(f);
+      const removedKeys = new Set(removed.map((f) => formatHostfwdRemoval(f)));
+      const kept = record.liveForwards.filter((f) => !removedKeys.has(formatHostfwdRemoval(f)));
+      const all = new Map([...kept, ...added].map((f) => [key(f), f]));
+      writeLaunchRecord(p.launch, { ...record, liveForwards: [...all.values()] });
+    },
+  };
+}
+
+/** Whether a snapshot tag is in `info snapshots`, as the monitor sees it now. */
+export async function hasSnapshot(effects: Effects, socket: string, tag: string): Promise<boolean> {
+  const text = await effects.monitorCommand(socket, 'info snapshots');
+  return parseSnapshots(text).loadable.some((s) => s.tag === tag);
+}
+
+export class ApplyStepError extends QvmError {}

@@ -1,0 +1,204 @@
+/**
+ * Starting and stopping QEMU processes, for real. Everything here has a deadline; a QEMU that does not
+ * answer is reported, not waited on forever.
+ */
+import { appendFileSync, chmodSync, existsSync, rmSync } from 'node:fs';
+import { execa } from 'execa';
+import { MonitorClosedError, MonitorCommandError, MonitorError, QemuProcessError } from '../errors.js';
+import { QEMU_SYSTEM } from '../qemu/argv.js';
+import { type AnyMonitor, connectMonitor } from '../qemu/monitor.js';
+import { parseStatus } from '../qemu/parse/status.js';
+import { QmpClient } from '../qemu/qmp.js';
+import { ensurePrivateDir, type Namespace, runtimeRoot, type VmPaths } from '../runtime/paths.js';
+import { checkPidfile, isAlive } from '../runtime/process.js';
+import { formatDuration } from '../util/units.js';
+
+/** How long `-daemonize` may take to hand over (it returns once the monitors' sockets exist, ~0.2 s). */
+const LAUNCH_TIMEOUT_MS = 60_000;
+/** After `quit`, how long the process gets to exit before it is killed (only processes qvm started). */
+const QUIT_GRACE_MS = 10_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await sleep(25);
+  }
+  return true;
+}
+
+/** Removes a pidfile and sockets left by a QEMU that is gone. Refuses while a live QEMU owns them. */
+export function removeStaleFiles(paths: VmPaths): void {
+  if (checkPidfile(paths.pidfile).kind === 'ours') return;
+  for (const file of [paths.pidfile, paths.qmp, paths.events, paths.hmp, paths.serial])
+    rmSync(file, { force: true });
+}
+
+export function prepareRuntimeDirs(namespace: Namespace, paths: VmPaths): void {
+  ensurePrivateDir(runtimeRoot());
+  ensurePrivateDir(namespace.dir);
+  ensurePrivateDir(paths.dir);
+}
+
+function logLine(paths: VmPaths, text: string): void {
+  try {
+    appendFileSync(paths.qemuLog, `[qvm ${new Date().toISOString()}] ${text.trimEnd()}\n`, { mode: 0o600 });
+  } catch {
+    // The log is a convenience; failing to write it must not fail the start.
+  }
+}
+
+/**
+ * Launches `qemu-system-x86_64 ARGS` (which include -daemonize and -pidfile) and returns the daemon's pid.
+ * QEMU's start errors (a taken port, a locked disk, a missing snapshot) come back as a QemuProcessError
+ * carrying QEMU's message, and are also appended to the VM's qemu.log.
+ */
+export async function launchQemu(args: string[], paths: VmPaths): Promise<number> {
+  removeStaleFiles(paths);
+  logLine(paths, `starting: ${QEMU_SYSTEM} ${args.join(' ')}`);
+  // Sockets are created with the umask in force: make them private from the start (0600, dir 0700).
+  const previousUmask = process.umask(0o077);
+  let child: ReturnType<typeof execa>;
+  try {
+    child = execa(QEMU_SYSTEM, args, {
+      reject: false,
+      timeout: LAUNCH_TIMEOUT_MS,
+      stdin: 'ignore',
+      cwd: paths.dir,
+    });
+  } finally {
+    process.umask(previousUmask);
+  }
+  const result = await child;
+  const stderr = String(result.stderr ?? '').trim();
+  if (stderr) logLine(paths, stderr);
+  if (result.failed) {
+    const message = result.timedOut
+      ? `QEMU did not finish starting within ${formatDuration(LAUNCH_TIMEOUT_MS)}`
+      : stderr.replace(new RegExp(`^${QEMU_SYSTEM}: `, 'gm'), '') ||
+        (result.cause as Error | undefined)?.message ||
+        `exit code ${result.exitCode}`;
+    throw new QemuProcessError(`QEMU did not start: ${message}`, [QEMU_SYSTEM, ...args], stderr);
+  }
+  const check = checkPidfile(paths.pidfile);
+  if (check.kind !== 'ours') {
+    throw new QemuProcessError(
+      `QEMU exited right after starting (see ${paths.qemuLog})`,
+      [QEMU_SYSTEM, ...args],
+      stderr,
+    );
+  }
+  for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial]) {
+    if (existsSync(socket)) chmodSync(socket, 0o600);
+  }
+  return check.process.pid;
+}
+
+export interface StopTarget {
+  vm: string;
+  socket: string;
+  /** Set for processes qvm started: they may be killed as a last resort. Never for adopted VMs. */
+  pid?: number;
+  adopted: boolean;
+  stopTimeoutMs: number;
+  alreadyPoweredOff: boolean;
+  /** Called with progress words: "powering off", "quitting". */
+  onStep?: (step: string) => void;
+}
+
+export type StopOutcome = 'powered-off' | 'quit-after-timeout' | 'killed' | 'already-gone';
+
+/**
+ * Graceful stop: the ACPI power button (system_powerdown), up to stopTimeout for the guest to power off,
+ * then `quit`. A process qvm started that still does not exit is killed; an adopted one is never signalled.
+ * Guarantee on return: the process is gone and qvm's runtime files for it are removed.
+ */
+export async function stopVm(target: StopTarget, paths?: VmPaths): Promise<StopOutcome> {
+  let outcome: StopOutcome = 'powered-off';
+  let monitor: AnyMonitor | undefined;
+  try {
+    monitor = await connectMonitor(target.socket, { timeoutMs: 5000 });
+  } catch (error) {
+    if (!(error instanceof MonitorError)) throw error;
+    if (target.pid === undefined || !isAlive(target.pid)) {
+      if (paths) removeStaleFiles(paths);
+      return 'already-gone';
+    }
+    if (target.adopted) throw error;
+    // Our process, but its monitor is dead or frozen: it cannot be asked, so it is ended.
+    target.onStep?.('killing (monitor does not answer)');
+    await killProcess(target.pid);
+    if (paths) removeStaleFiles(paths);
+    return 'killed';
+  }
+  try {
+    if (!target.alreadyPoweredOff) {
+      target.onStep?.('powering off (ACPI)');
+      const poweredOff = await powerDown(monitor, target);
+      if (!poweredOff) outcome = 'quit-after-timeout';
+    }
+    if (!monitor.closed) {
+      target.onStep?.('quitting');
+      try {
+        await monitor.hmp('quit', { timeoutMs: 5000 });
+      } catch (error) {
+        // `quit` ends the process: the connection closing under it is the expected answer.
+        if (!(error instanceof MonitorClosedError)) throw error;
+      }
+    }
+  } finally {
+    await monitor.close();
+  }
+  if (target.pid !== undefined && !(await waitForExit(target.pid, QUIT_GRACE_MS))) {
+    if (target.adopted) throw new QemuProcessError(`${target.vm} did not exit after quit`, [], '');
+    await killProcess(target.pid);
+    outcome = 'killed';
+  }
+  if (paths) removeStaleFiles(paths);
+  return outcome;
+}
+
+/** Presses the power button and waits for the guest to power off. False when stopTimeout ran out first. */
+async function powerDown(monitor: AnyMonitor, target: StopTarget): Promise<boolean> {
+  const deadline = Date.now() + target.stopTimeoutMs;
+  if (monitor instanceof QmpClient) {
+    const shutdown = monitor
+      .waitForEvent((e) => e.event === 'SHUTDOWN', target.stopTimeoutMs)
+      .then(
+        () => true,
+        (error) => {
+          // The connection closing means the process exited: powered off too.
+          if (error instanceof MonitorClosedError) return true;
+          return false;
+        },
+      );
+    await monitor.execute('system_powerdown');
+    return shutdown;
+  }
+  await monitor.hmp('system_powerdown');
+  while (Date.now() < deadline) {
+    await sleep(200);
+    try {
+      const status = parseStatus(await monitor.hmp('info status', { timeoutMs: 5000 }));
+      if (status?.status === 'shutdown') return true;
+    } catch (error) {
+      if (error instanceof MonitorClosedError) return true;
+      if (!(error instanceof MonitorCommandError)) throw error;
+    }
+  }
+  return false;
+}
+
+async function killProcess(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGCONT');
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  await waitForExit(pid, 5000);
+}

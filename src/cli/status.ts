@@ -1,0 +1,107 @@
+/** `qvm status`: one row per VM of the manifest, and any running VM of its namespace it no longer lists. */
+
+import type { Manifest } from '../manifest/types.js';
+import { observe } from '../observe/observe.js';
+import type { Observation, ObservedVm } from '../observe/types.js';
+import { SAVED_STATE_TAG } from '../plan/types.js';
+import { isLoopback } from '../qemu/hostfwd.js';
+import { formatDuration } from '../util/units.js';
+import { loadContext } from './context.js';
+import { type Output, writeLine } from './output.js';
+
+export interface StatusRow {
+  name: string;
+  state: string;
+  pid: number | null;
+  forwards: string[];
+  snapshots: string[];
+  uptimeMs: number | null;
+  inManifest: boolean;
+  adopted: boolean;
+  /** Forwards reachable from other machines (not on a loopback address). */
+  exposed: string[];
+  error?: string;
+}
+
+/** In words: running, paused, powered off by the guest, saved (hibernated), stopped, unresponsive. */
+export function stateWord(vm: ObservedVm): string {
+  switch (vm.state) {
+    case 'unknown':
+      return 'unresponsive';
+    case 'stopped':
+      if (vm.disk?.snapshots?.includes(SAVED_STATE_TAG)) return 'saved';
+      return vm.stale ? 'stopped (crashed)' : 'stopped';
+    case 'running':
+      switch (vm.runstate) {
+        case 'running':
+          return 'running';
+        case 'shutdown':
+          return 'stopped (guest powered off)';
+        case 'paused':
+          return 'paused';
+        default:
+          return `stuck (${vm.runstate})`;
+      }
+  }
+}
+
+export function statusRows(manifest: Manifest, observation: Observation, nowMs: number): StatusRow[] {
+  const row = (vm: ObservedVm, inManifest: boolean): StatusRow => {
+    const forwards = vm.state === 'running' ? vm.forwards : [];
+    const describe = (f: (typeof forwards)[number]) =>
+      `${f.proto === 'udp' ? 'udp ' : ''}${f.hostAddress}:${f.hostPort}->${f.guestPort}`;
+    const snapshots = vm.state === 'running' ? vm.snapshots : (vm.disk?.snapshots ?? []);
+    return {
+      name: vm.name,
+      state: stateWord(vm),
+      pid: vm.state !== 'stopped' && vm.pid !== undefined ? vm.pid : null,
+      forwards: forwards.map(describe),
+      snapshots: snapshots.filter((s) => s !== SAVED_STATE_TAG),
+      uptimeMs:
+        vm.state === 'running' && vm.startedAtMs !== undefined ? Math.max(0, nowMs - vm.startedAtMs) : null,
+      inManifest,
+      adopted: vm.adopted,
+      exposed: forwards.filter((f) => !isLoopback(f.hostAddress)).map(describe),
+      ...(vm.state === 'unknown' ? { error: vm.error } : {}),
+    };
+  };
+  return [
+    ...manifest.vms.map((spec) => row(observation.vms.get(spec.name)!, true)),
+    ...observation.orphans.map((vm) => row(vm, false)),
+  ];
+}
+
+export function renderStatus(rows: StatusRow[], color: Output['color']): string {
+  const header = ['NAME', 'STATE', 'PID', 'FORWARDS', 'SNAPSHOTS', 'UPTIME'];
+  const table = rows.map((r) => [
+    r.name + (r.inManifest ? '' : ' (not in manifest)') + (r.adopted ? ' (adopted)' : ''),
+    r.state,
+    r.pid === null ? '-' : String(r.pid),
+    r.forwards.length ? r.forwards.map((f) => (r.exposed.includes(f) ? `${f}!` : f)).join(', ') : '-',
+    r.snapshots.length ? r.snapshots.join(', ') : '-',
+    r.uptimeMs === null ? '-' : formatDuration(Math.floor(r.uptimeMs / 1000) * 1000),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((cells) => cells[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const out = [line(header), ...table.map(line)];
+  if (rows.some((r) => r.exposed.length))
+    out.push(color.yellow('! marks a forward exposed beyond this machine (not on 127.0.0.1).'));
+  for (const r of rows) if (r.error) out.push(color.red(`${r.name}: ${r.error}`));
+  return `${out.join('\n')}\n`;
+}
+
+export async function statusCommand(
+  flags: { file: string; timeout: number; output?: 'human' | 'json' },
+  output: Output,
+): Promise<number> {
+  const { manifest, namespace } = await loadContext(flags.file);
+  const observation = await observe(manifest, namespace, { timeoutMs: flags.timeout });
+  const rows = statusRows(manifest, observation, Date.now());
+  if (flags.output === 'json') writeLine(output.out, JSON.stringify(rows, null, 2));
+  else output.out.write(renderStatus(rows, output.color));
+  return 0;
+}
