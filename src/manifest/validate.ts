@@ -232,14 +232,16 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
             ),
           );
         }
-      } else if (!disk && (raw.snapshot !== undefined || raw.state === 'saved')) {
+      } else if (!disk && raw.disk === undefined && (raw.snapshot !== undefined || raw.state === 'saved')) {
         const field = raw.snapshot !== undefined ? 'snapshot' : 'state';
-        problems.push(
-          located(
-            at(field),
-            "needs a qcow2 `disk`: QEMU saves snapshots (RAM and devices) into the VM's qcow2 disk",
-          ),
-        );
+        if (accepted(field)) {
+          problems.push(
+            located(
+              at(field),
+              "needs a qcow2 `disk`: QEMU saves snapshots (RAM and devices) into the VM's qcow2 disk",
+            ),
+          );
+        }
       }
 
       diagnostics.push(...problems);

@@ -216,7 +216,9 @@ function planManaged(
       action: 'restart',
       vm: spec.name,
       pid: running.pid!,
-      fields: running.launch ? fieldChanges(running.launch.spec, running.launch.accel ?? '?', spec, accel, manifest) : [],
+      fields: running.launch
+        ? fieldChanges(running.launch.spec, running.launch.accel ?? '?', spec, accel, manifest)
+        : [],
       ...(stuck ? { stuckIn: stuck } : {}),
       argsBefore: runningArgs,
       argsAfter: argsFor(prepared, spec.forwards),
@@ -321,7 +323,8 @@ export function fieldChanges(
   add('initrd', show(before.initrd), show(after.initrd));
   add('append', JSON.stringify(before.append ?? ''), JSON.stringify(after.append ?? ''));
   add('nic', before.nic, after.nic);
-  const accel = (spec: VmSpec, resolved: string) => (spec.accel === 'auto' ? `auto (${resolved})` : spec.accel);
+  const accel = (spec: VmSpec, resolved: string) =>
+    spec.accel === 'auto' ? `auto (${resolved})` : spec.accel;
   add('accel', accel(before, beforeAccel), accel(after, afterAccel));
   add('args', JSON.stringify(before.args), JSON.stringify(after.args));
   return changes;

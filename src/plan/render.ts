@@ -144,7 +144,9 @@ export function renderPlan(plan: Plan, options: { color?: boolean } = {}): strin
       const n = plan.problems.length;
       out.push(
         c.red(
-          `${n} error${n === 1 ? '' : 's'}: the VM${n === 1 ? '' : 's'} marked ! will be left as they are.`,
+          n === 1
+            ? '1 error: the VM marked ! is left as it is.'
+            : `${n} errors: the VMs marked ! are left as they are.`,
         ),
       );
     }

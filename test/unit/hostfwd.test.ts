@@ -16,7 +16,13 @@ describe('parseHostfwd', () => {
     });
     expect(parseHostfwd('udp:0.0.0.0:5353-10.0.2.15:53')).toEqual({
       ok: true,
-      value: { proto: 'udp', hostAddress: '0.0.0.0', hostPort: 5353, guestAddress: '10.0.2.15', guestPort: 53 },
+      value: {
+        proto: 'udp',
+        hostAddress: '0.0.0.0',
+        hostPort: 5353,
+        guestAddress: '10.0.2.15',
+        guestPort: 53,
+      },
     });
   });
   it('treats an empty protocol as tcp, as QEMU does', () => {
@@ -34,7 +40,13 @@ describe('parseHostfwd', () => {
 });
 
 describe('formatting', () => {
-  const f = { proto: 'tcp' as const, hostAddress: '127.0.0.1', hostPort: 8080, guestAddress: '', guestPort: 80 };
+  const f = {
+    proto: 'tcp' as const,
+    hostAddress: '127.0.0.1',
+    hostPort: 8080,
+    guestAddress: '',
+    guestPort: 80,
+  };
   it('writes hostfwd_add and hostfwd_remove arguments', () => {
     expect(formatHostfwd(f)).toBe('tcp:127.0.0.1:8080-:80');
     expect(formatHostfwdRemoval(f)).toBe('tcp:127.0.0.1:8080');

@@ -50,15 +50,33 @@ describe('manifest v1', () => {
         name: 'web',
         memoryMiB: 512,
         cpus: 1,
-        disk: { path: '/srv/vms/disks/web.qcow2', sizeBytes: 8 * 2 ** 30, backing: '/srv/vms/images/base.qcow2' },
+        disk: {
+          path: '/srv/vms/disks/web.qcow2',
+          sizeBytes: 8 * 2 ** 30,
+          backing: '/srv/vms/images/base.qcow2',
+        },
         cdrom: '/srv/vms/iso/debian-12.iso',
         kernel: '/srv/vms/guest/vmlinuz',
         initrd: '/srv/vms/guest/initrd.gz',
         append: 'console=ttyS0',
         nic: 'e1000',
         forwards: [
-          { proto: 'tcp', hostAddress: '127.0.0.1', hostPort: 10022, guestAddress: '', guestPort: 22, index: 0 },
-          { proto: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestAddress: '', guestPort: 80, index: 1 },
+          {
+            proto: 'tcp',
+            hostAddress: '127.0.0.1',
+            hostPort: 10022,
+            guestAddress: '',
+            guestPort: 22,
+            index: 0,
+          },
+          {
+            proto: 'tcp',
+            hostAddress: '127.0.0.1',
+            hostPort: 8080,
+            guestAddress: '',
+            guestPort: 80,
+            index: 1,
+          },
           { proto: 'udp', hostAddress: '0.0.0.0', hostPort: 5353, guestAddress: '', guestPort: 53, index: 2 },
         ],
         state: 'running',
@@ -66,7 +84,18 @@ describe('manifest v1', () => {
         accel: 'auto',
         monitor: '/run/vm/mon.sock',
         args: ['-vga', 'std'],
-        adoptedIgnores: ['memory', 'cpus', 'disk', 'cdrom', 'kernel', 'initrd', 'append', 'nic', 'accel', 'args'],
+        adoptedIgnores: [
+          'memory',
+          'cpus',
+          'disk',
+          'cdrom',
+          'kernel',
+          'initrd',
+          'append',
+          'nic',
+          'accel',
+          'args',
+        ],
       },
     ]);
   });
@@ -91,7 +120,9 @@ describe('manifest v1', () => {
   });
 
   it('binds forwards without an address to 127.0.0.1 in both forms', () => {
-    const vm = valid('vms:\n  a:\n    forwards: ["tcp::2222-:22", {host: 8080, guest: 80}, "udp:0.0.0.0:53-:53"]\n').vms[0]!;
+    const vm = valid(
+      'vms:\n  a:\n    forwards: ["tcp::2222-:22", {host: 8080, guest: 80}, "udp:0.0.0.0:53-:53"]\n',
+    ).vms[0]!;
     expect(vm.forwards.map((f) => f.hostAddress)).toEqual(['127.0.0.1', '127.0.0.1', '0.0.0.0']);
   });
 
@@ -110,7 +141,9 @@ describe('manifest v1', () => {
 describe('located problems', () => {
   it('words the issue example exactly', () => {
     const text = 'vms:\n  web:\n    forwards:\n      - tcp::10022-:22\n      - { host: 80a, guest: 80 }\n';
-    expect(problems(text)).toEqual(['vm.yaml:5:17: vms.web.forwards[1].host: must be an integer from 1 to 65535, got "80a"']);
+    expect(problems(text)).toEqual([
+      'vm.yaml:5:17: vms.web.forwards[1].host: must be an integer from 1 to 65535, got "80a"',
+    ]);
   });
 
   it('reports every problem at once, in file order', () => {
@@ -138,33 +171,76 @@ describe('located problems', () => {
   });
 
   it('finds forwards that collide across VMs, including 0.0.0.0 against 127.0.0.1', () => {
-    const text = 'vms:\n  a:\n    forwards: ["tcp::8080-:80"]\n  b:\n    forwards: [{host: 8080, guest: 80, address: 0.0.0.0}]\n';
+    const text =
+      'vms:\n  a:\n    forwards: ["tcp::8080-:80"]\n  b:\n    forwards: [{host: 8080, guest: 80, address: 0.0.0.0}]\n';
     expect(problems(text)).toEqual([
       'vm.yaml:5:16: vms.b.forwards[0]: tcp 0.0.0.0:8080 -> :80 claims the same host port as vms.a.forwards[0] (line 3)',
     ]);
   });
 
   it.each([
-    ['disk: d.qcow2\n    snapshot: "a;quit"', 'vms.a.snapshot: must be a snapshot tag of letters, digits, \'.\', \'_\' and \'-\', at most 64 characters, got "a;quit"'],
-    ['disk: d.qcow2\n    snapshot: "a\\nquit"', 'vms.a.snapshot: must be a snapshot tag of letters, digits, \'.\', \'_\' and \'-\', at most 64 characters, got "a\\nquit"'],
-    ['kernel: k\n    append: "quiet\\nquit"', 'vms.a.append: must be text on one line, without control characters, got "quiet\\nquit"'],
-    ['cdrom: "x.iso\\r\\ninfo"', 'vms.a.cdrom: must be a non-empty path on one line, without control characters, got "x.iso\\r\\ninfo"'],
-    ['nic: "e1000,netdev=evil"', 'vms.a.nic: must be a NIC model name such as e1000 or virtio-net-pci, got "e1000,netdev=evil"'],
-    ['forwards: ["tcp::80-:80\\nquit"]', 'vms.a.forwards[0]: must be a rule [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport such as tcp::8080-:80, got "tcp::80-:80\\nquit"'],
-    ['args: ["-daemonize"]', 'vms.a.args[0]: -daemonize is managed by qvm and cannot be passed in args, got "-daemonize"'],
-    ['args: ["--qmp", "x"]', 'vms.a.args[0]: --qmp is managed by qvm and cannot be passed in args, got "--qmp"'],
+    [
+      'disk: d.qcow2\n    snapshot: "a;quit"',
+      "vms.a.snapshot: must be a snapshot tag of letters, digits, '.', '_' and '-', at most 64 characters, got \"a;quit\"",
+    ],
+    [
+      'disk: d.qcow2\n    snapshot: "a\\nquit"',
+      "vms.a.snapshot: must be a snapshot tag of letters, digits, '.', '_' and '-', at most 64 characters, got \"a\\nquit\"",
+    ],
+    [
+      'kernel: k\n    append: "quiet\\nquit"',
+      'vms.a.append: must be text on one line, without control characters, got "quiet\\nquit"',
+    ],
+    [
+      'cdrom: "x.iso\\r\\ninfo"',
+      'vms.a.cdrom: must be a non-empty path on one line, without control characters, got "x.iso\\r\\ninfo"',
+    ],
+    [
+      'nic: "e1000,netdev=evil"',
+      'vms.a.nic: must be a NIC model name such as e1000 or virtio-net-pci, got "e1000,netdev=evil"',
+    ],
+    [
+      'forwards: ["tcp::80-:80\\nquit"]',
+      'vms.a.forwards[0]: must be a rule [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport such as tcp::8080-:80, got "tcp::80-:80\\nquit"',
+    ],
+    [
+      'args: ["-daemonize"]',
+      'vms.a.args[0]: -daemonize is managed by qvm and cannot be passed in args, got "-daemonize"',
+    ],
+    [
+      'args: ["--qmp", "x"]',
+      'vms.a.args[0]: --qmp is managed by qvm and cannot be passed in args, got "--qmp"',
+    ],
     ['state: paused', 'vms.a.state: must be one of running, stopped, saved, got "paused"'],
     ['accel: hvf', 'vms.a.accel: must be one of auto, kvm, tcg, got "hvf"'],
-    ['stopTimeout: 30 seconds', 'vms.a.stopTimeout: must be a duration such as 500ms, 30s or 2m, or a number of seconds, got "30 seconds"'],
+    [
+      'stopTimeout: 30 seconds',
+      'vms.a.stopTimeout: must be a duration such as 500ms, 30s or 2m, or a number of seconds, got "30 seconds"',
+    ],
     ['disk: { size: 8G }', 'vms.a.disk.path: is required'],
     ['disk: { path: d.qcow2, size: 8 }', 'vms.a.disk.size: must be a size such as 64M or 8G, got 8'],
     ['forwards: [{ host: 8080 }]', 'vms.a.forwards[0].guest: is required'],
-    ['forwards: [{ host: 8080, guest: 80, address: "localhost" }]', 'vms.a.forwards[0].address: must be an IPv4 address such as 127.0.0.1, got "localhost"'],
-    ['forwards: [8080]', 'vms.a.forwards[0]: must be a rule such as tcp::8080-:80 or a mapping such as {host: 8080, guest: 80}, got 8080'],
-    ['forwards: ["tcp:localhost:8080-:80"]', 'vms.a.forwards[0]: host address "localhost" is not an IPv4 address, got "tcp:localhost:8080-:80"'],
+    [
+      'forwards: [{ host: 8080, guest: 80, address: "localhost" }]',
+      'vms.a.forwards[0].address: must be an IPv4 address such as 127.0.0.1, got "localhost"',
+    ],
+    [
+      'forwards: [8080]',
+      'vms.a.forwards[0]: must be a rule such as tcp::8080-:80 or a mapping such as {host: 8080, guest: 80}, got 8080',
+    ],
+    [
+      'forwards: ["tcp:localhost:8080-:80"]',
+      'vms.a.forwards[0]: host address "localhost" is not an IPv4 address, got "tcp:localhost:8080-:80"',
+    ],
     ['append: quiet', 'vms.a.append: needs `kernel` (direct kernel boot)'],
-    ['state: saved', "vms.a.state: needs a qcow2 `disk`: QEMU saves snapshots (RAM and devices) into the VM's qcow2 disk"],
-    ['monitor: /m.sock\n    snapshot: s', 'vms.a.snapshot: cannot be used with `monitor`: qvm does not start an adopted VM, so it cannot boot it from a snapshot'],
+    [
+      'state: saved',
+      "vms.a.state: needs a qcow2 `disk`: QEMU saves snapshots (RAM and devices) into the VM's qcow2 disk",
+    ],
+    [
+      'monitor: /m.sock\n    snapshot: s',
+      'vms.a.snapshot: cannot be used with `monitor`: qvm does not start an adopted VM, so it cannot boot it from a snapshot',
+    ],
   ])('%s', (field, message) => {
     const found = problems(`vms:\n  a:\n    ${field}\n`);
     expect(found).toHaveLength(1);
@@ -173,18 +249,33 @@ describe('located problems', () => {
   });
 
   it('locates YAML syntax errors and duplicate keys', () => {
-    expect(problems('vms:\n  a:\n    cpus: 1\n    cpus: 2\n')).toEqual(['vm.yaml:4:5: YAML: Map keys must be unique']);
+    expect(problems('vms:\n  a:\n    cpus: 1\n    cpus: 2\n')).toEqual([
+      'vm.yaml:4:5: YAML: Map keys must be unique',
+    ]);
     expect(problems('vms:\n  a: [1, 2\n')[0]).toMatch(/^vm\.yaml:3:1: YAML: /);
   });
 
   it('refuses a file that is not a mapping, an empty file, and several documents', () => {
-    expect(problems('- a\n- b\n')).toEqual(['vm.yaml:1:1: is a list, not a mapping; a manifest is a mapping with a `vms` key']);
+    expect(problems('- a\n- b\n')).toEqual([
+      'vm.yaml:1:1: is a list, not a mapping; a manifest is a mapping with a `vms` key',
+    ]);
     expect(problems('')).toEqual(['vm.yaml:1:1: is empty; a manifest is a mapping with a `vms` key']);
-    expect(problems('# only a comment\n')).toEqual(['vm.yaml:1:1: is empty; a manifest is a mapping with a `vms` key']);
-    expect(problems('vms: {}\n---\nvms: {}\n')).toEqual(['vm.yaml:2:1: holds 2 YAML documents; a manifest is one document']);
-    expect(problems('hello\n')).toEqual(['vm.yaml:1:1: is a string, not a mapping; a manifest is a mapping with a `vms` key']);
-    expect(problems('vms: [a]\n')).toEqual(['vm.yaml:1:6: vms: must be a mapping of VM names to VMs, got a list']);
-    expect(problems('vm: {}\n')).toEqual(['vm.yaml:1:1: vms: is required', 'vm.yaml:1:1: vm: is not a known field; did you mean "vms"?']);
+    expect(problems('# only a comment\n')).toEqual([
+      'vm.yaml:1:1: is empty; a manifest is a mapping with a `vms` key',
+    ]);
+    expect(problems('vms: {}\n---\nvms: {}\n')).toEqual([
+      'vm.yaml:2:1: holds 2 YAML documents; a manifest is one document',
+    ]);
+    expect(problems('hello\n')).toEqual([
+      'vm.yaml:1:1: is a string, not a mapping; a manifest is a mapping with a `vms` key',
+    ]);
+    expect(problems('vms: [a]\n')).toEqual([
+      'vm.yaml:1:6: vms: must be a mapping of VM names to VMs, got a list',
+    ]);
+    expect(problems('vm: {}\n')).toEqual([
+      'vm.yaml:1:1: vms: is required',
+      'vm.yaml:1:1: vm: is not a known field; did you mean "vms"?',
+    ]);
   });
 });
 
@@ -194,8 +285,11 @@ describe('the schema', () => {
   it('documents every field with a description and an example, for editors', () => {
     const undocumented: string[] = [];
     const visit = (node: Record<string, unknown>, where: string) => {
-      for (const [name, sub] of Object.entries((node.properties ?? {}) as Record<string, Record<string, unknown>>)) {
-        if (!sub.description || !Array.isArray(sub.examples) || sub.examples.length === 0) undocumented.push(`${where}.${name}`);
+      for (const [name, sub] of Object.entries(
+        (node.properties ?? {}) as Record<string, Record<string, unknown>>,
+      )) {
+        if (!sub.description || !Array.isArray(sub.examples) || sub.examples.length === 0)
+          undocumented.push(`${where}.${name}`);
         visit(sub, `${where}.${name}`);
         for (const branch of ['then', 'else'] as const) {
           if (sub[branch]) visit(sub[branch] as Record<string, unknown>, `${where}.${name}`);
@@ -215,5 +309,14 @@ describe('the schema', () => {
 
   it('is draft 2020-12', () => {
     expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
+  });
+});
+
+describe('examples/', () => {
+  it.each(['demo.yaml', 'debian-install.yaml', 'multi.yaml'])('%s passes qvm validate', async (name) => {
+    const { loadManifest } = await import('../../src/manifest/validate.js');
+    const file = new URL(`../../examples/${name}`, import.meta.url).pathname;
+    const m = await loadManifest(file);
+    expect(m.vms.length).toBeGreaterThan(0);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hmpFailure } from '../../src/qemu/hmp-failure.js';
 import { stripTerminalCodes } from '../../src/qemu/hmp.js';
+import { hmpFailure } from '../../src/qemu/hmp-failure.js';
 import { parseSnapshots } from '../../src/qemu/parse/snapshots.js';
 import { parseStatus } from '../../src/qemu/parse/status.js';
 import { parseUsernet } from '../../src/qemu/parse/usernet.js';
@@ -9,10 +9,38 @@ import { fixture } from '../helpers/qemu.js';
 describe('parseUsernet (QEMU 7.2 capture)', () => {
   it('keeps HOST_FORWARD rows only, with netdev, addresses and ports', () => {
     expect(parseUsernet(fixture('qemu-7.2/info-usernet.txt'))).toEqual([
-      { netdev: 'net0', proto: 'tcp', hostAddress: '127.0.0.1', hostPort: 10443, guestAddress: '10.0.2.20', guestPort: 443 },
-      { netdev: 'net0', proto: 'tcp', hostAddress: '0.0.0.0', hostPort: 10080, guestAddress: '10.0.2.15', guestPort: 80 },
-      { netdev: 'net0', proto: 'tcp', hostAddress: '0.0.0.0', hostPort: 10022, guestAddress: '10.0.2.15', guestPort: 22 },
-      { netdev: 'net0', proto: 'udp', hostAddress: '127.0.0.1', hostPort: 10053, guestAddress: '10.0.2.15', guestPort: 53 },
+      {
+        netdev: 'net0',
+        proto: 'tcp',
+        hostAddress: '127.0.0.1',
+        hostPort: 10443,
+        guestAddress: '10.0.2.20',
+        guestPort: 443,
+      },
+      {
+        netdev: 'net0',
+        proto: 'tcp',
+        hostAddress: '0.0.0.0',
+        hostPort: 10080,
+        guestAddress: '10.0.2.15',
+        guestPort: 80,
+      },
+      {
+        netdev: 'net0',
+        proto: 'tcp',
+        hostAddress: '0.0.0.0',
+        hostPort: 10022,
+        guestAddress: '10.0.2.15',
+        guestPort: 22,
+      },
+      {
+        netdev: 'net0',
+        proto: 'udp',
+        hostAddress: '127.0.0.1',
+        hostPort: 10053,
+        guestAddress: '10.0.2.15',
+        guestPort: 53,
+      },
     ]);
   });
   it('reads an empty table', () => {
@@ -39,7 +67,13 @@ describe('parseSnapshots', () => {
     expect(parseSnapshots(fixture('qemu-7.2/info-snapshots.txt'))).toEqual({
       loadable: [
         { id: '--', tag: 'snap2', vmSize: '2.1 MiB', date: '2026-11-26 07:50:28', vmClock: '00:00:00.577' },
-        { id: '--', tag: 'after-boot', vmSize: '2.12 MiB', date: '2026-11-26 07:50:50', vmClock: '00:00:22.224' },
+        {
+          id: '--',
+          tag: 'after-boot',
+          vmSize: '2.12 MiB',
+          date: '2026-11-26 07:50:50',
+          vmClock: '00:00:22.224',
+        },
       ],
       partial: [],
     });
@@ -47,19 +81,42 @@ describe('parseSnapshots', () => {
   it('reads the 9.0+ format, with ICOUNT and a partial section', () => {
     expect(parseSnapshots(fixture('qemu-9.0/info-snapshots.txt'))).toEqual({
       loadable: [
-        { id: '--', tag: 'snap1', vmSize: '1.83 MiB', date: '2026-11-26 07:31:08', vmClock: '0000:00:03.027' },
-        { id: '--', tag: 'warm-boot-ready', vmSize: '2.12 MiB', date: '2026-11-26 07:40:51', vmClock: '0012:04:10.500' },
+        {
+          id: '--',
+          tag: 'snap1',
+          vmSize: '1.83 MiB',
+          date: '2026-11-26 07:31:08',
+          vmClock: '0000:00:03.027',
+        },
+        {
+          id: '--',
+          tag: 'warm-boot-ready',
+          vmSize: '2.12 MiB',
+          date: '2026-11-26 07:40:51',
+          vmClock: '0012:04:10.500',
+        },
       ],
       partial: [
         {
           device: 'virtio1',
-          snapshots: [{ id: '1', tag: 'only-here', vmSize: '0 B', date: '2026-11-26 07:45:00', vmClock: '0000:00:00.000' }],
+          snapshots: [
+            {
+              id: '1',
+              tag: 'only-here',
+              vmSize: '0 B',
+              date: '2026-11-26 07:45:00',
+              vmClock: '0000:00:00.000',
+            },
+          ],
         },
       ],
     });
   });
   it('reads "There is no snapshot available."', () => {
-    expect(parseSnapshots(fixture('qemu-7.2/info-snapshots-none.txt'))).toEqual({ loadable: [], partial: [] });
+    expect(parseSnapshots(fixture('qemu-7.2/info-snapshots-none.txt'))).toEqual({
+      loadable: [],
+      partial: [],
+    });
   });
 });
 
@@ -75,14 +132,29 @@ describe('parseStatus', () => {
 
 describe('hmpFailure', () => {
   it.each([
-    ["Could not set up host forwarding rule 'tcp::10022-:22'\n", "Could not set up host forwarding rule 'tcp::10022-:22'"],
-    ["Invalid host forwarding rule 'bogus' (No : separators)\n", "Invalid host forwarding rule 'bogus' (No : separators)"],
+    [
+      "Could not set up host forwarding rule 'tcp::10022-:22'\n",
+      "Could not set up host forwarding rule 'tcp::10022-:22'",
+    ],
+    [
+      "Invalid host forwarding rule 'bogus' (No : separators)\n",
+      "Invalid host forwarding rule 'bogus' (No : separators)",
+    ],
     ["unrecognized netdev id 'x'\n", "unrecognized netdev id 'x'"],
     ['host forwarding rule for tcp::9999 not found\n', 'host forwarding rule for tcp::9999 not found'],
     ["unknown command: 'nosuchcmd'\n", "unknown command: 'nosuchcmd'"],
-    ["Error: Snapshot 'nope' does not exist in one or more devices\n", "Error: Snapshot 'nope' does not exist in one or more devices"],
-    ['hostfwd_add: string expected\nTry "help hostfwd_add" for more information\n', 'hostfwd_add: string expected'],
-    ['cont|c: extraneous characters at the end of line\nTry "help cont" for more information\n', 'cont|c: extraneous characters at the end of line'],
+    [
+      "Error: Snapshot 'nope' does not exist in one or more devices\n",
+      "Error: Snapshot 'nope' does not exist in one or more devices",
+    ],
+    [
+      'hostfwd_add: string expected\nTry "help hostfwd_add" for more information\n',
+      'hostfwd_add: string expected',
+    ],
+    [
+      'cont|c: extraneous characters at the end of line\nTry "help cont" for more information\n',
+      'cont|c: extraneous characters at the end of line',
+    ],
     ['invalid parameter: nokey\n', 'invalid parameter: nokey'],
     ['unexpected end of expression\nTry "help x" for more information\n', 'unexpected end of expression'],
   ])('recognises %j', (text, message) => expect(hmpFailure(text)).toBe(message));

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, formatMemory, formatSize, parseDuration, parseMemoryMiB, parseSize } from '../../src/util/units.js';
+import {
+  formatDuration,
+  formatMemory,
+  formatSize,
+  parseDuration,
+  parseMemoryMiB,
+  parseSize,
+} from '../../src/util/units.js';
 
 describe('durations', () => {
   it.each([
@@ -14,7 +21,9 @@ describe('durations', () => {
     [0.25, 250],
   ])('%s is %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
 
-  it.each(['', 'ms', '-1s', '1d', '30 s', '1e3', 's30'])('rejects %j', (text) => expect(parseDuration(text)).toBeUndefined());
+  it.each(['', 'ms', '-1s', '1d', '30 s', '1e3', 's30'])('rejects %j', (text) =>
+    expect(parseDuration(text)).toBeUndefined(),
+  );
   it('rejects negative and non-finite numbers', () => {
     expect(parseDuration(-1)).toBeUndefined();
     expect(parseDuration(Number.POSITIVE_INFINITY)).toBeUndefined();
@@ -36,7 +45,9 @@ describe('sizes', () => {
     ['1T', 2 ** 40],
     ['512K', 512 * 1024],
   ])('%s is %d bytes', (text, bytes) => expect(parseSize(text)).toBe(bytes));
-  it.each(['8', '8g', '8GB', '0G', '08G', '1.5G', 'G'])('rejects %j', (text) => expect(parseSize(text)).toBeUndefined());
+  it.each(['8', '8g', '8GB', '0G', '08G', '1.5G', 'G'])('rejects %j', (text) =>
+    expect(parseSize(text)).toBeUndefined(),
+  );
   it('reads memory as MiB: a size, or a plain integer', () => {
     expect(parseMemoryMiB('512M')).toBe(512);
     expect(parseMemoryMiB('1G')).toBe(1024);

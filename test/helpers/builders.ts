@@ -1,0 +1,73 @@
+/** Builders for planner and renderer tests: manifests from YAML text, observations from short descriptions. */
+import { expect } from 'vitest';
+import { formatDiagnostic } from '../../src/errors.js';
+import { parseYaml } from '../../src/manifest/load.js';
+import type { Manifest } from '../../src/manifest/types.js';
+import { checkManifest } from '../../src/manifest/validate.js';
+import type { DiskState, Observation, ObservedVm, RunningVm, StoppedVm } from '../../src/observe/types.js';
+import { buildQemuArgs, QEMU_SYSTEM } from '../../src/qemu/argv.js';
+import type { ObservedForward } from '../../src/qemu/parse/usernet.js';
+import { type Namespace, vmPaths } from '../../src/runtime/paths.js';
+import type { LaunchRecord } from '../../src/runtime/records.js';
+
+export const NS: Namespace = { id: 'ns', source: '/srv/vms/qvm.yaml', dir: '/run/qvm/ns' };
+
+export function manifest(text: string): Manifest {
+  const result = checkManifest(parseYaml(text, 'qvm.yaml'), '/srv/vms');
+  expect(result.diagnostics.map(formatDiagnostic)).toEqual([]);
+  return result.manifest!;
+}
+
+export function observation(vms: ObservedVm[], orphans: ObservedVm[] = [], kvmUsable = false): Observation {
+  return { vms: new Map(vms.map((v) => [v.name, v])), orphans, host: { kvmUsable, kvmReason: 'test' } };
+}
+
+export function stopped(name: string, extra: Partial<StoppedVm> = {}): StoppedVm {
+  return { name, adopted: false, state: 'stopped', ...extra };
+}
+
+export function disk(path: string, extra: Partial<DiskState> = {}): DiskState {
+  return { path, exists: true, format: 'qcow2', virtualSizeBytes: 64 * 2 ** 20, snapshots: [], ...extra };
+}
+
+/**
+ * A VM running exactly as qvm would have started it from `m`'s spec (argv and launch record), with the
+ * forwards it was started with, unless overridden.
+ */
+export function runningAsSpecified(m: Manifest, name: string, extra: Partial<RunningVm> = {}): RunningVm {
+  const spec = m.vms.find((v) => v.name === name)!;
+  const args = buildQemuArgs(spec, vmPaths(NS, name), {
+    accel: 'tcg',
+    forwards: spec.forwards,
+    diskFormat: 'qcow2',
+  });
+  const launch: LaunchRecord = {
+    version: 1,
+    vm: name,
+    manifest: 'qvm.yaml',
+    argv: [QEMU_SYSTEM, ...args],
+    spec,
+    accel: 'tcg',
+    startedAt: '2026-11-26T00:00:00.000Z',
+    liveForwards: [],
+  };
+  const forwards: ObservedForward[] = spec.forwards.map(({ index: _i, ...f }) => ({
+    ...f,
+    netdev: 'net0',
+    guestAddress: f.guestAddress || '10.0.2.15',
+  }));
+  return {
+    name,
+    adopted: false,
+    state: 'running',
+    pid: 4242,
+    startedAtMs: 0,
+    runstate: 'running',
+    argv: [QEMU_SYSTEM, ...args],
+    launch,
+    forwards,
+    snapshots: [],
+    ...(spec.disk ? { disk: disk(spec.disk.path) } : {}),
+    ...extra,
+  };
+}

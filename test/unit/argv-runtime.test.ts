@@ -1,0 +1,83 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { argvLines, buildQemuArgs, optionValue, restartRelevantArgs } from '../../src/qemu/argv.js';
+import { ensurePrivateDir, namespaceFor, vmPaths } from '../../src/runtime/paths.js';
+import { manifest, NS } from '../helpers/builders.js';
+
+describe('qemu argv', () => {
+  it('doubles commas so a path cannot add -drive options', () => {
+    expect(optionValue('/d/x.qcow2,if=none,file=/etc/shadow')).toBe('/d/x.qcow2,,if=none,,file=/etc/shadow');
+    const m = manifest('vms:\n  web:\n    disk: "a,b.qcow2"\n');
+    const args = buildQemuArgs(m.vms[0]!, vmPaths(NS, 'web'), { accel: 'tcg', forwards: [] });
+    expect(args).toContain('file=/srv/vms/a,,b.qcow2,format=qcow2,if=virtio,id=disk0');
+  });
+
+  it('passes append and args as single argv items, never through a shell', () => {
+    const m = manifest(
+      'vms:\n  web:\n    kernel: k\n    append: "console=ttyS0; rm -rf /"\n    args: ["-device", "virtio-rng-pci"]\n',
+    );
+    const args = buildQemuArgs(m.vms[0]!, vmPaths(NS, 'web'), { accel: 'tcg', forwards: [] });
+    expect(args.slice(args.indexOf('-append'), args.indexOf('-append') + 2)).toEqual([
+      '-append',
+      'console=ttyS0; rm -rf /',
+    ]);
+    expect(args.slice(-2)).toEqual(['-device', 'virtio-rng-pci']);
+  });
+
+  it('leaves forwards and -loadvm out of the restart comparison', () => {
+    const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80"]\n');
+    const spec = m.vms[0]!;
+    const paths = vmPaths(NS, 'web');
+    const a = buildQemuArgs(spec, paths, { accel: 'tcg', forwards: spec.forwards, loadvm: 'ready' });
+    const b = buildQemuArgs(spec, paths, { accel: 'tcg', forwards: [] });
+    expect(restartRelevantArgs(a)).toEqual(restartRelevantArgs(b));
+    expect(restartRelevantArgs(a)).toContain('user,id=net0');
+    expect(argvLines(['-m', '512', '-daemonize', '-name', 'x'])).toEqual(['-m 512', '-daemonize', '-name x']);
+  });
+});
+
+describe('runtime folders', () => {
+  it('gives two manifests in different folders different namespaces, and the same path the same one', () => {
+    const a = namespaceFor('/srv/a/qvm.yaml', '/run/qvm');
+    const b = namespaceFor('/srv/b/qvm.yaml', '/run/qvm');
+    expect(a.id).not.toBe(b.id);
+    expect(namespaceFor('/srv/a/qvm.yaml', '/run/qvm')).toEqual(a);
+    expect(vmPaths(a, 'web').qmp).toBe(`/run/qvm/${a.id}/web/qmp.sock`);
+  });
+
+  it('keeps socket paths short whatever the manifest path', () => {
+    const deep = `/${'x'.repeat(200)}/qvm.yaml`;
+    const ns = namespaceFor(deep, '/tmp/qvm-0');
+    expect(Buffer.byteLength(vmPaths(ns, 'a'.repeat(40)).serial)).toBeLessThanOrEqual(107);
+  });
+
+  it('refuses a runtime root too long for unix sockets, saying what to do', () => {
+    const ns = namespaceFor('/srv/qvm.yaml', `/${'r'.repeat(90)}`);
+    expect(() => vmPaths(ns, 'web')).toThrow(
+      /too long for unix sockets .* set QVM_RUNTIME_DIR to a shorter folder/,
+    );
+  });
+
+  it('refuses VM names that could leave the folder', () => {
+    expect(() => vmPaths(NS, '../etc')).toThrow('invalid VM name "../etc"');
+  });
+
+  it('creates private folders and refuses ones open to others', () => {
+    const base = mkdtempSync(path.join(tmpdir(), 'qvm-rt-'));
+    try {
+      const dir = path.join(base, 'a', 'b');
+      ensurePrivateDir(dir);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      const open = path.join(base, 'open');
+      mkdirSync(open);
+      chmodSync(open, 0o755);
+      expect(() => ensurePrivateDir(open)).toThrow(
+        `${open} is open to other users (mode 755); qvm keeps monitor sockets there. Run: chmod 700 ${open}`,
+      );
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+});

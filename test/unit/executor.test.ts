@@ -1,0 +1,147 @@
+/** The executor against a recording fake of its effects: which calls, in which order, and what failure does. */
+import { describe, expect, it } from 'vitest';
+import type { Effects } from '../../src/apply/effects.js';
+import { applyPlan, type ProgressEvent } from '../../src/apply/executor.js';
+import { MonitorCommandError } from '../../src/errors.js';
+import { plan } from '../../src/plan/plan.js';
+import { SAVED_STATE_TAG } from '../../src/plan/types.js';
+import { disk, manifest, NS, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
+
+/** Records every effect; `fail` makes matching monitor commands fail with a QEMU message. */
+function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave = [SAVED_STATE_TAG]) {
+  const calls: string[] = [];
+  const effects: Effects = {
+    async createDisk(vm, d) {
+      calls.push(`${vm}: create disk ${d.path}`);
+    },
+    async launch(spec, args, bootedFrom) {
+      calls.push(
+        `${spec.name}: launch${bootedFrom ? ` from ${bootedFrom}` : ''} (${args.includes('-loadvm') ? 'with' : 'without'} -loadvm)`,
+      );
+      return 1000;
+    },
+    async stop(target) {
+      calls.push(
+        `${target.vm}: stop${target.alreadyPoweredOff ? ' (already powered off)' : ''}${target.adopted ? ' (adopted)' : ''}`,
+      );
+      return 'powered-off';
+    },
+    async monitorCommand(socket, command) {
+      calls.push(`${socket}: ${command}`);
+      const failure = Object.entries(fail).find(([prefix]) => command.startsWith(prefix));
+      if (failure) throw new MonitorCommandError(command, failure[1], socket);
+      if (command === 'info snapshots') {
+        return `List of snapshots present on all disks:\nID        TAG               VM SIZE                DATE     VM CLOCK     ICOUNT\n${snapshotsAfterSave.map((t) => `--        ${t}  2 MiB 2026-11-26 07:50:28 00:00:00.577`).join('\n')}\n`;
+      }
+      return '';
+    },
+    rememberLiveForwards(vm, added, removed) {
+      calls.push(`${vm}: remember +${added.length} -${removed.length}`);
+    },
+  };
+  return { calls, effects };
+}
+
+const options = { namespace: NS, prune: false };
+
+describe('applyPlan', () => {
+  it('creates the disk before launching, and reports done', async () => {
+    const m = manifest('vms:\n  web:\n    disk: { path: d.qcow2, size: 1G }\n');
+    const p = plan(
+      m,
+      observation([stopped('web', { disk: { path: '/srv/vms/d.qcow2', exists: false } })]),
+      options,
+    );
+    const { calls, effects } = recordingEffects();
+    const events: ProgressEvent[] = [];
+    const results = await applyPlan(p, m, { effects, onProgress: (e) => events.push(e) });
+    expect(calls).toEqual(['web: create disk /srv/vms/d.qcow2', 'web: launch (without -loadvm)']);
+    expect(results).toMatchObject([{ vm: 'web', ok: true }]);
+    expect(events.map((e) => e.type)).toEqual(['begin', 'step', 'step', 'done']);
+    expect(events.at(-1)).toMatchObject({ summary: 'started (pid 1000)' });
+  });
+
+  it("removes forwards before adding, tries every forward when one fails, and reports QEMU's message", async () => {
+    const m = manifest('vms:\n  db:\n    forwards: ["tcp::15432-:5432", "tcp::15435-:5435"]\n');
+    const running = runningAsSpecified(manifest('vms:\n  db:\n    forwards: ["tcp::15433-:5433"]\n'), 'db');
+    const p = plan(m, observation([running]), options);
+    const { calls, effects } = recordingEffects({
+      'hostfwd_add net0 tcp:127.0.0.1:15432':
+        "Could not set up host forwarding rule 'tcp:127.0.0.1:15432-:5432'",
+    });
+    const results = await applyPlan(p, m, { effects });
+    expect(calls).toEqual([
+      '/run/qvm/ns/db/qmp.sock: hostfwd_remove net0 tcp:127.0.0.1:15433',
+      '/run/qvm/ns/db/qmp.sock: hostfwd_add net0 tcp:127.0.0.1:15432-:5432',
+      '/run/qvm/ns/db/qmp.sock: hostfwd_add net0 tcp:127.0.0.1:15435-:5435',
+      'db: remember +1 -1',
+    ]);
+    expect(results[0]!.ok).toBe(false);
+    expect(results[0]!.error!.message).toBe(
+      "db: adding forward tcp:127.0.0.1:15435-:5435: hostfwd_add tcp:127.0.0.1:15432-:5432: Could not set up host forwarding rule 'tcp:127.0.0.1:15432-:5432'",
+    );
+  });
+
+  it('hibernates: savevm, checks the snapshot is there, then quits', async () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    state: saved\n');
+    const p = plan(m, observation([runningAsSpecified(m, 'web')]), options);
+    const { calls, effects } = recordingEffects();
+    await applyPlan(p, m, { effects });
+    expect(calls).toEqual([
+      `/run/qvm/ns/web/qmp.sock: savevm ${SAVED_STATE_TAG}`,
+      '/run/qvm/ns/web/qmp.sock: info snapshots',
+      'web: stop (already powered off)',
+    ]);
+  });
+
+  it('never quits a VM whose state did not reach the disk', async () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    state: saved\n');
+    const p = plan(m, observation([runningAsSpecified(m, 'web')]), options);
+    const { calls, effects } = recordingEffects({}, []);
+    const [result] = await applyPlan(p, m, { effects });
+    expect(calls.some((c) => c.includes('stop'))).toBe(false);
+    expect(result!.error!.message).toBe(
+      `web: saving state (savevm ${SAVED_STATE_TAG}): snapshot ${SAVED_STATE_TAG} is not on the disk after savevm; the VM was left running`,
+    );
+  });
+
+  it('resumes a saved state and then drops it, so a later cold start does not resume stale state', async () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
+    const p = plan(
+      m,
+      observation([stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }) })]),
+      options,
+    );
+    const { calls, effects } = recordingEffects();
+    await applyPlan(p, m, { effects });
+    expect(calls).toEqual([
+      `web: launch from ${SAVED_STATE_TAG} (with -loadvm)`,
+      `/run/qvm/ns/web/qmp.sock: delvm ${SAVED_STATE_TAG}`,
+    ]);
+  });
+
+  it('restarts by stopping gracefully, then launching', async () => {
+    const before = manifest('vms:\n  web:\n    cpus: 1\n');
+    const after = manifest('vms:\n  web:\n    cpus: 2\n');
+    const p = plan(after, observation([runningAsSpecified(before, 'web')]), options);
+    const { calls, effects } = recordingEffects();
+    await applyPlan(p, after, { effects });
+    expect(calls).toEqual(['web: stop', 'web: launch (without -loadvm)']);
+  });
+
+  it('carries on with the other VMs when one fails', async () => {
+    const m = manifest('vms:\n  a: {}\n  b: {}\n');
+    const p = plan(m, observation([stopped('a'), stopped('b')]), options);
+    const { effects } = recordingEffects();
+    effects.launch = async (spec) => {
+      if (spec.name === 'a') throw new MonitorCommandError('launch', 'QEMU did not start: port taken', '');
+      return 7;
+    };
+    const results = await applyPlan(p, m, { effects });
+    expect(results.map((r) => [r.vm, r.ok])).toEqual([
+      ['a', false],
+      ['b', true],
+    ]);
+    expect(results[0]!.error!.message).toBe('a: starting QEMU: QEMU did not start: port taken');
+  });
+});

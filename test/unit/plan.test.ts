@@ -1,0 +1,356 @@
+import { describe, expect, it } from 'vitest';
+import { plan } from '../../src/plan/plan.js';
+import { planJson, renderPlan } from '../../src/plan/render.js';
+import { SAVED_STATE_TAG } from '../../src/plan/types.js';
+import { disk, manifest, NS, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
+
+const options = { namespace: NS, prune: false };
+
+describe('plan', () => {
+  it('starts a missing VM and creates its disk', () => {
+    const m = manifest(
+      'vms:\n  web:\n    disk: { path: disks/web.qcow2, size: 8G }\n    forwards: ["tcp::8080-:80"]\n',
+    );
+    const p = plan(
+      m,
+      observation([stopped('web', { disk: { path: '/srv/vms/disks/web.qcow2', exists: false } })]),
+      options,
+    );
+    expect(p.changes).toMatchObject([
+      {
+        action: 'start',
+        vm: 'web',
+        reason: 'new',
+        createDisk: { path: '/srv/vms/disks/web.qcow2', sizeBytes: 8 * 2 ** 30 },
+        socket: '/run/qvm/ns/web/qmp.sock',
+      },
+    ]);
+    const args = p.changes[0]!.action === 'start' ? p.changes[0]!.args : [];
+    expect(args).toContain('user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80');
+    expect(args).toContain('file=/srv/vms/disks/web.qcow2,format=qcow2,if=virtio,id=disk0');
+    expect(renderPlan(p)).toBe(
+      [
+        '  + web   start (creates disks/web.qcow2, 8G)',
+        '',
+        'Plan: 1 to start, 0 to change live, 0 to restart, 0 to stop.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('is idempotent: a VM running as specified needs nothing', () => {
+    const m = manifest(
+      'vms:\n  web:\n    memory: 1G\n    forwards: ["tcp::8080-:80", {host: 2222, guest: 22}]\n',
+    );
+    const p = plan(m, observation([runningAsSpecified(m, 'web')]), options);
+    expect(p.changes).toEqual([]);
+    expect(p.unchanged).toEqual(['web']);
+    expect(renderPlan(p)).toBe('No changes. The VMs match the manifest.\n');
+  });
+
+  it('changes forwards live, telling drift from forwards qvm added', () => {
+    const m = manifest('vms:\n  db:\n    forwards: ["tcp::15432-:5432"]\n');
+    const running = runningAsSpecified(m, 'db');
+    running.forwards = [
+      {
+        netdev: 'net0',
+        proto: 'tcp',
+        hostAddress: '127.0.0.1',
+        hostPort: 15433,
+        guestAddress: '10.0.2.15',
+        guestPort: 5433,
+      },
+      {
+        netdev: 'net0',
+        proto: 'tcp',
+        hostAddress: '127.0.0.1',
+        hostPort: 15434,
+        guestAddress: '10.0.2.15',
+        guestPort: 5434,
+      },
+    ];
+    running.launch!.liveForwards = [
+      { proto: 'tcp', hostAddress: '127.0.0.1', hostPort: 15433, guestAddress: '', guestPort: 5433 },
+    ];
+    const p = plan(m, observation([running]), options);
+    expect(renderPlan(p)).toBe(
+      [
+        '  ~ db   forwards, live',
+        '           - tcp 127.0.0.1:15433 -> 10.0.2.15:5433',
+        '           - tcp 127.0.0.1:15434 -> 10.0.2.15:5434 (drift: added outside qvm)',
+        '           + tcp 127.0.0.1:15432 -> :5432',
+        '',
+        'Plan: 0 to start, 1 to change live, 0 to restart, 0 to stop.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('restarts for memory, showing the field and the command-line diff', () => {
+    const before = manifest('vms:\n  cache:\n    memory: 512M\n');
+    const after = manifest('vms:\n  cache:\n    memory: 1G\n');
+    const p = plan(after, observation([runningAsSpecified(before, 'cache')]), options);
+    expect(p.changes).toMatchObject([
+      { action: 'restart', fields: [{ field: 'memory', from: '512M', to: '1G' }], pid: 4242 },
+    ]);
+    expect(renderPlan(p)).toBe(
+      [
+        '  ~ cache   restart: memory 512M -> 1G',
+        '              qemu-system-x86_64 command line:',
+        '                -accel tcg',
+        '              - -m 512',
+        '              + -m 1024',
+        '                -smp 1',
+        '',
+        'Plan: 0 to start, 0 to change live, 1 to restart, 0 to stop.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('renders the four kinds of change together, as in the README', () => {
+    const m = manifest(
+      [
+        'vms:',
+        '  web:',
+        '    disk: { path: disks/web.qcow2, size: 8G }',
+        '  db:',
+        '    forwards: ["tcp::15432-:5432"]',
+        '  cache:',
+        '    memory: 1G',
+        '',
+      ].join('\n'),
+    );
+    const db = runningAsSpecified(manifest('vms:\n  db:\n    forwards: ["tcp::15433-:5433"]\n'), 'db');
+    const cache = runningAsSpecified(manifest('vms:\n  cache:\n    memory: 512M\n'), 'cache');
+    const old = runningAsSpecified(manifest('vms:\n  old: {}\n'), 'old');
+    const p = plan(
+      m,
+      observation(
+        [stopped('web', { disk: { path: '/srv/vms/disks/web.qcow2', exists: false } }), db, cache],
+        [old],
+      ),
+      { namespace: NS, prune: true },
+    );
+    const text = renderPlan(p);
+    expect(text.split('\n').filter((l) => /^ {2}[-+~!] /.test(l) || /^ {14}[-+] tcp/.test(l))).toEqual([
+      '  + web     start (creates disks/web.qcow2, 8G)',
+      '  ~ db      forwards, live',
+      '              - tcp 127.0.0.1:15433 -> 10.0.2.15:5433',
+      '              + tcp 127.0.0.1:15432 -> :5432',
+      '  ~ cache   restart: memory 512M -> 1G',
+      '  - old     stop: not in the manifest (apply --prune)',
+    ]);
+    expect(text.endsWith('Plan: 1 to start, 1 to change live, 1 to restart, 1 to stop.\n')).toBe(true);
+    expect(planJson(p)).toMatchObject({
+      formatVersion: 1,
+      summary: { start: 1, live: 1, restart: 1, stop: 1, save: 0 },
+    });
+  });
+
+  it('leaves orphans running without --prune and says so', () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const old = runningAsSpecified(manifest('vms:\n  old: {}\n'), 'old');
+    const p = plan(m, observation([runningAsSpecified(m, 'web')], [old]), options);
+    expect(p.changes).toEqual([]);
+    expect(renderPlan(p)).toBe(
+      'No changes. The VMs match the manifest.\nNote: old is running but not in the manifest; `apply --prune` stops it.\n',
+    );
+  });
+
+  it('boots from the manifest snapshot when the disk has it, and refuses a missing one with its location', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    snapshot: ready\n');
+    const withTag = plan(
+      m,
+      observation([stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready'] }) })]),
+      options,
+    );
+    expect(withTag.changes).toMatchObject([
+      { action: 'start', bootFrom: { tag: 'ready', kind: 'snapshot' } },
+    ]);
+    const args = withTag.changes[0]!.action === 'start' ? withTag.changes[0]!.args : [];
+    expect(args.slice(-2)).toEqual(['-loadvm', 'ready']);
+
+    const without = plan(
+      m,
+      observation([stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: ['other'] }) })]),
+      options,
+    );
+    expect(without.changes).toEqual([]);
+    expect(renderPlan(without)).toBe(
+      [
+        '  ! web   error: qvm.yaml:4:15: vms.web.snapshot: snapshot "ready" does not exist on d.qcow2 (it has: other)',
+        '',
+        'Plan: 0 to start, 0 to change live, 0 to restart, 0 to stop.',
+        '1 error: the VM marked ! is left as it is.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('resumes a hibernated VM before anything else, and hibernates on state: saved', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    snapshot: ready\n');
+    const p = plan(
+      m,
+      observation([
+        stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready', SAVED_STATE_TAG] }) }),
+      ]),
+      options,
+    );
+    expect(p.changes).toMatchObject([
+      { action: 'start', reason: 'resume', bootFrom: { tag: SAVED_STATE_TAG, kind: 'saved-state' } },
+    ]);
+
+    const saved = manifest('vms:\n  web:\n    disk: d.qcow2\n    state: saved\n');
+    const q = plan(saved, observation([runningAsSpecified(saved, 'web')]), options);
+    expect(q.changes).toEqual([
+      { action: 'save', vm: 'web', pid: 4242, socket: '/run/qvm/ns/web/qmp.sock', tag: SAVED_STATE_TAG },
+    ]);
+    expect(renderPlan(q)).toContain(
+      '  - web   save: hibernate (savevm qvm-saved-state), then stop; the next start resumes there',
+    );
+  });
+
+  it('needs a size to create a missing disk', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
+    const p = plan(
+      m,
+      observation([stopped('web', { disk: { path: '/srv/vms/d.qcow2', exists: false } })]),
+      options,
+    );
+    expect(p.problems).toEqual([
+      {
+        vm: 'web',
+        message: 'd.qcow2 does not exist; set disk.size (or disk.backing) so qvm can create it',
+        location: { file: 'qvm.yaml', line: 3, column: 11, path: 'vms.web.disk' },
+      },
+    ]);
+  });
+
+  it('never plans a second QEMU for a VM whose monitor does not answer', () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const p = plan(
+      m,
+      observation([{ name: 'web', adopted: false, state: 'unknown', pid: 77, error: 'QEMU did not answer' }]),
+      options,
+    );
+    expect(p.changes).toEqual([]);
+    expect(p.problems[0]!.message).toBe(
+      'does not answer on its monitor (pid 77): QEMU did not answer. Left alone: qvm never starts a second QEMU on the same disk',
+    );
+  });
+
+  it('restarts a VM stuck in restore-vm, and replaces a guest that powered off', () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const stuck = plan(m, observation([runningAsSpecified(m, 'web', { runstate: 'restore-vm' })]), options);
+    expect(stuck.changes).toMatchObject([{ action: 'restart', stuckIn: 'restore-vm', fields: [] }]);
+    const off = plan(m, observation([runningAsSpecified(m, 'web', { runstate: 'shutdown' })]), options);
+    expect(off.changes).toMatchObject([{ action: 'start', reason: 'guest-powered-off', replacesPid: 4242 }]);
+    expect(renderPlan(off).split('\n')[0]).toBe('  + web   start: the guest powered off');
+  });
+
+  it('resumes a paused VM live', () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const p = plan(m, observation([runningAsSpecified(m, 'web', { runstate: 'paused' })]), options);
+    expect(renderPlan(p).split('\n')[0]).toBe('  ~ web   resume (it was paused), live');
+  });
+
+  it('stops for state: stopped, and says when a stale pidfile explains a start', () => {
+    const m = manifest('vms:\n  web:\n    state: stopped\n');
+    expect(plan(m, observation([runningAsSpecified(m, 'web')]), options).changes).toMatchObject([
+      { action: 'stop', reason: 'state-stopped', pid: 4242, stopTimeoutMs: 30_000 },
+    ]);
+    const n = manifest('vms:\n  web: {}\n');
+    const p = plan(
+      n,
+      observation([stopped('web', { stale: 'process 9 has exited; its pidfile is stale' })]),
+      options,
+    );
+    expect(renderPlan(p).split('\n')[0]).toBe(
+      '  + web   start: its QEMU exited (process 9 has exited; its pidfile is stale)',
+    );
+  });
+
+  it('picks kvm for accel auto only when the probe says KVM runs guests', () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const args = (kvm: boolean) => {
+      const change = plan(m, observation([stopped('web')], [], kvm), options).changes[0]!;
+      return change.action === 'start' ? change.args[change.args.indexOf('-accel') + 1] : undefined;
+    };
+    expect(args(true)).toBe('kvm');
+    expect(args(false)).toBe('tcg');
+  });
+
+  it('marks forwards exposed beyond loopback', () => {
+    const m = manifest('vms:\n  web:\n    forwards: [{host: 8080, guest: 80, address: 0.0.0.0}]\n');
+    const p = plan(m, observation([runningAsSpecified(manifest('vms:\n  web: {}\n'), 'web')]), options);
+    expect(renderPlan(p).split('\n')[1]).toBe(
+      '            + tcp 0.0.0.0:8080 -> :80 (exposed on every interface)',
+    );
+  });
+});
+
+describe('adopted VMs', () => {
+  const running = (forwards: { hostAddress: string; hostPort: number; guestPort: number }[]) => ({
+    name: 'legacy',
+    adopted: true,
+    state: 'running' as const,
+    runstate: 'running',
+    forwards: forwards.map((f) => ({
+      ...f,
+      netdev: 'net0',
+      proto: 'tcp' as const,
+      guestAddress: '10.0.2.15',
+    })),
+    snapshots: [],
+  });
+
+  it('reconciles forwards live through its own socket and notes the fields it cannot apply', () => {
+    const m = manifest(
+      'vms:\n  legacy:\n    monitor: /tmp/t/mon.sock\n    memory: 1G\n    forwards: ["tcp::10080-:80"]\n',
+    );
+    const p = plan(
+      m,
+      observation([running([{ hostAddress: '0.0.0.0', hostPort: 10022, guestPort: 22 }])]),
+      options,
+    );
+    expect(p.changes).toMatchObject([
+      { action: 'update', adopted: true, socket: '/tmp/t/mon.sock', netdev: 'net0' },
+    ]);
+    expect(renderPlan(p)).toBe(
+      [
+        '  ~ legacy   forwards, live',
+        '               - tcp 0.0.0.0:10022 -> 10.0.2.15:22 (exposed on every interface)',
+        '               + tcp 127.0.0.1:10080 -> :80',
+        '',
+        'Plan: 0 to start, 1 to change live, 0 to restart, 0 to stop.',
+        'Note: legacy memory not applied: this VM was started outside qvm, which cannot restart it.',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('quits it for state: stopped, without a pid to signal', () => {
+    const m = manifest('vms:\n  legacy:\n    monitor: /tmp/t/mon.sock\n    state: stopped\n');
+    const p = plan(m, observation([running([])]), options);
+    expect(p.changes).toEqual([
+      {
+        action: 'stop',
+        vm: 'legacy',
+        reason: 'state-stopped',
+        adopted: true,
+        socket: '/tmp/t/mon.sock',
+        stopTimeoutMs: 30_000,
+        alreadyPoweredOff: false,
+      },
+    ]);
+  });
+
+  it('does not start one that is not running', () => {
+    const m = manifest('vms:\n  legacy:\n    monitor: /tmp/t/mon.sock\n');
+    const p = plan(m, observation([{ name: 'legacy', adopted: true, state: 'stopped' }]), options);
+    expect(p.problems[0]!.message).toBe(
+      'is not running (no QEMU answers on /tmp/t/mon.sock); qvm does not start a VM it did not start',
+    );
+  });
+});
