@@ -8,6 +8,7 @@
  */
 import { isQvmError, MonitorCommandError, VmActionError } from '../errors.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
+import { display } from '../plan/plan.js';
 import type { Plan, RestartChange, SaveChange, StartChange, UpdateChange, VmChange } from '../plan/types.js';
 import { SAVED_STATE_TAG } from '../plan/types.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
@@ -39,7 +40,7 @@ export async function applyPlan(plan: Plan, manifest: Manifest, options: ApplyOp
   const results: VmResult[] = [];
   const worker = async () => {
     for (let change = queue.shift(); change; change = queue.shift()) {
-      results.push(await applyChange(change, specs.get(change.vm), options));
+      results.push(await applyChange(change, specs.get(change.vm), plan.baseDir, options));
     }
   };
   const parallelism = Math.max(1, options.parallelism ?? 16);
@@ -51,6 +52,7 @@ export async function applyPlan(plan: Plan, manifest: Manifest, options: ApplyOp
 async function applyChange(
   change: VmChange,
   spec: VmSpec | undefined,
+  baseDir: string,
   options: ApplyOptions,
 ): Promise<VmResult> {
   const started = Date.now();
@@ -66,10 +68,10 @@ async function applyChange(
     let summary: string;
     switch (change.action) {
       case 'start':
-        summary = await start(change, requireSpec(spec, change.vm), effects, step);
+        summary = await start(change, requireSpec(spec, change.vm), baseDir, effects, step);
         break;
       case 'restart':
-        summary = await restart(change, requireSpec(spec, change.vm), effects, step);
+        summary = await restart(change, requireSpec(spec, change.vm), baseDir, effects, step);
         break;
       case 'update':
         summary = await update(change, effects, step);
@@ -120,6 +122,7 @@ function describeStart(change: VmChange): string {
 async function start(
   change: StartChange | RestartChange,
   spec: VmSpec,
+  baseDir: string,
   effects: Effects,
   step: (s: string) => void,
 ): Promise<string> {
@@ -135,7 +138,7 @@ async function start(
     });
   }
   if (change.createDisk) {
-    step(`creating ${change.createDisk.path}`);
+    step(`creating ${display({ dir: baseDir }, change.createDisk.path)}`);
     await effects.createDisk(change.vm, change.createDisk);
   }
   step(
@@ -156,6 +159,7 @@ async function start(
 async function restart(
   change: RestartChange,
   spec: VmSpec,
+  baseDir: string,
   effects: Effects,
   step: (s: string) => void,
 ): Promise<string> {
@@ -170,7 +174,7 @@ async function restart(
     alreadyPoweredOff: change.stuckIn !== undefined,
     onStep: step,
   });
-  const started = await start(change, spec, effects, step);
+  const started = await start(change, spec, baseDir, effects, step);
   return `restarted: ${started}`;
 }
 
