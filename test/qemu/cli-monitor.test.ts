@@ -23,7 +23,9 @@ describe('qvm monitor on the classic recipe', () => {
     socket = path.join(dir, 'mon.sock');
     sshPort = await freePort();
     webPort = await freePort();
-    execFileSync('qemu-img', ['create', '-f', 'qcow2', path.join(dir, 'disk.qcow2'), '64M'], { stdio: 'ignore' });
+    execFileSync('qemu-img', ['create', '-f', 'qcow2', path.join(dir, 'disk.qcow2'), '64M'], {
+      stdio: 'ignore',
+    });
     // The command line from the README's "before" story, with free ports and a pidfile for cleanup.
     await execa(
       'qemu-system-x86_64',
@@ -64,7 +66,7 @@ describe('qvm monitor on the classic recipe', () => {
     expect(r.stdout.startsWith('Hub -1 (net0):\n')).toBe(true);
   });
 
-  it('exits 1 with QEMU\'s message when the same forward is added again', async () => {
+  it("exits 1 with QEMU's message when the same forward is added again", async () => {
     const r = await qvm(['monitor', '--socket', socket, 'hostfwd_add', `tcp::${webPort}-:80`]);
     expect(r).toEqual({
       exitCode: 1,
@@ -81,7 +83,9 @@ describe('qvm monitor on the classic recipe', () => {
   });
 
   it('runs a scripted console session from stdin', async () => {
-    const r = await qvm(['console', '--socket', socket], { input: 'info status\nhostfwd_add bogus\ninfo name\n' });
+    const r = await qvm(['console', '--socket', socket], {
+      input: 'info status\nhostfwd_add bogus\ninfo name\n',
+    });
     expect(r.stdout).toBe('VM status: running\n');
     expect(r.stderr).toBe("Invalid host forwarding rule 'bogus' (No : separators)\n");
     expect(r.exitCode).toBe(1);
@@ -96,7 +100,11 @@ describe('qvm monitor exit codes', () => {
 
   it('exits 2 when the socket does not exist', async () => {
     const r = await qvm(['monitor', '--socket', '/nonexistent/mon.sock', 'info', 'status']);
-    expect(r).toEqual({ exitCode: 2, stdout: '', stderr: 'error: no monitor socket at /nonexistent/mon.sock: is the VM running?\n' });
+    expect(r).toEqual({
+      exitCode: 2,
+      stdout: '',
+      stderr: 'error: no monitor socket at /nonexistent/mon.sock: is the VM running?\n',
+    });
   });
 
   it('speaks QMP too, including raw JSON', async () => {
@@ -109,8 +117,12 @@ describe('qvm monitor exit codes', () => {
   it('refuses a command with a newline and sends nothing', async () => {
     const r = await qvm(['monitor', '--socket', vm.qmp, 'info status\nquit']);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toBe('a monitor command must be one line without control characters (newline, carriage return, escape)\n');
-    expect((await qvm(['monitor', '--socket', vm.qmp, 'info', 'status'])).stdout).toBe('VM status: running\n');
+    expect(r.stderr).toBe(
+      'a monitor command must be one line without control characters (newline, carriage return, escape)\n',
+    );
+    expect((await qvm(['monitor', '--socket', vm.qmp, 'info', 'status'])).stdout).toBe(
+      'VM status: running\n',
+    );
   });
 
   it('exits 2 within the timeout when QEMU is frozen', async () => {

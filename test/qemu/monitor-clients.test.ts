@@ -53,7 +53,9 @@ describe.each([
   it('makes a second client wait while the first holds the socket, and says why', async () => {
     const error = await failureOf(connectMonitor(kind === 'qmp' ? vm.qmp : vm.hmp, { timeoutMs: 500 }));
     expect(error).toBeInstanceOf(MonitorTimeoutError);
-    expect(error.message).toMatch(/or another client holds this monitor \(QEMU serves one client at a time\)$/);
+    expect(error.message).toMatch(
+      /or another client holds this monitor \(QEMU serves one client at a time\)$/,
+    );
   });
 
   it('adds, lists and removes a forward', async () => {
@@ -105,11 +107,13 @@ describe.each([
     expect(parseStatus(await monitor.hmp('info status'))?.running).toBe(true);
   });
 
-  it('reports a forward whose port is taken with QEMU\'s message', async () => {
+  it("reports a forward whose port is taken with QEMU's message", async () => {
     const port = await freePort();
     await monitor.hmp(`hostfwd_add tcp:127.0.0.1:${port}-:80`);
     const error = await failureOf(monitor.hmp(`hostfwd_add tcp:127.0.0.1:${port}-:80`));
-    expect((error as MonitorCommandError).qemuMessage).toBe(`Could not set up host forwarding rule 'tcp:127.0.0.1:${port}-:80'`);
+    expect((error as MonitorCommandError).qemuMessage).toBe(
+      `Could not set up host forwarding rule 'tcp:127.0.0.1:${port}-:80'`,
+    );
   });
 
   it('refuses a command line with a newline before sending anything', async () => {
@@ -124,7 +128,9 @@ describe('snapshot failures', () => {
     const vm = await startBareVm();
     const qmp = await QmpClient.connect(vm.qmp);
     const error = await failureOf(qmp.hmp('loadvm nope'));
-    expect((error as MonitorCommandError).qemuMessage).toBe("Error: Snapshot 'nope' does not exist in one or more devices");
+    expect((error as MonitorCommandError).qemuMessage).toBe(
+      "Error: Snapshot 'nope' does not exist in one or more devices",
+    );
     expect(parseStatus(await qmp.hmp('info status'))).toEqual({ running: false, status: 'restore-vm' });
     await qmp.close();
     await vm.kill();
@@ -134,16 +140,23 @@ describe('snapshot failures', () => {
     const vm = await startBareVm({ disk: false });
     const qmp = await QmpClient.connect(vm.qmp);
     const error = await failureOf(qmp.hmp('savevm s'));
-    expect((error as MonitorCommandError).qemuMessage).toBe('Error: no block device can store vmstate for snapshot');
+    expect((error as MonitorCommandError).qemuMessage).toBe(
+      'Error: no block device can store vmstate for snapshot',
+    );
     await qmp.close();
     await vm.kill();
   });
 
   it('savevm with a writable raw disk names the device', async () => {
-    const vm = await startBareVm({ disk: false, extraArgs: ['-drive', 'if=none,id=rawdisk,format=raw,file=/dev/null'] });
+    const vm = await startBareVm({
+      disk: false,
+      extraArgs: ['-drive', 'if=none,id=rawdisk,format=raw,file=/dev/null'],
+    });
     const qmp = await QmpClient.connect(vm.qmp);
     const error = await failureOf(qmp.hmp('savevm s'));
-    expect((error as MonitorCommandError).qemuMessage).toMatch(/^Error: Device '.*' is writable but does not support snapshots$/);
+    expect((error as MonitorCommandError).qemuMessage).toMatch(
+      /^Error: Device '.*' is writable but does not support snapshots$/,
+    );
     await qmp.close();
     await vm.kill();
   });
@@ -160,7 +173,10 @@ describe('QMP protocol', () => {
     expect(b).toEqual({});
     expect((await stopEvent).event).toBe('STOP');
     const error = await failureOf(qmp.execute('no-such-command'));
-    expect(error).toMatchObject({ errorClass: 'CommandNotFound', qemuMessage: "The command no-such-command has not been found" });
+    expect(error).toMatchObject({
+      errorClass: 'CommandNotFound',
+      qemuMessage: 'The command no-such-command has not been found',
+    });
     await qmp.close();
     await vm.kill();
   });
@@ -169,7 +185,10 @@ describe('QMP protocol', () => {
 describe('a frozen or dead QEMU never hangs a client', () => {
   it.each(['qmp', 'hmp'] as const)('%s: a command to a SIGSTOPped QEMU times out', async (kind) => {
     const vm = await startBareVm();
-    const monitor = kind === 'qmp' ? await QmpClient.connect(vm.qmp, { timeoutMs: 800 }) : await HmpClient.connect(vm.hmp, { timeoutMs: 800 });
+    const monitor =
+      kind === 'qmp'
+        ? await QmpClient.connect(vm.qmp, { timeoutMs: 800 })
+        : await HmpClient.connect(vm.hmp, { timeoutMs: 800 });
     process.kill(vm.pid, 'SIGSTOP');
     const started = Date.now();
     const error = await failureOf(monitor.hmp('info status'));
@@ -182,19 +201,25 @@ describe('a frozen or dead QEMU never hangs a client', () => {
     await vm.kill();
   });
 
-  it.each(['qmp', 'hmp'] as const)('%s: connecting to a SIGSTOPped QEMU times out with both likely causes', async (kind) => {
-    const vm = await startBareVm();
-    process.kill(vm.pid, 'SIGSTOP');
-    const error = await failureOf(connectMonitor(kind === 'qmp' ? vm.qmp : vm.hmp, { timeoutMs: 600 }));
-    expect(error).toBeInstanceOf(MonitorTimeoutError);
-    // Depending on when the stop lands, QEMU has or has not sent its greeting yet; either way the deadline holds.
-    expect(error.message).toMatch(/within 600ms.*: (it|the process) is frozen \(stopped or hung\)/);
-    await vm.kill();
-  });
+  it.each(['qmp', 'hmp'] as const)(
+    '%s: connecting to a SIGSTOPped QEMU times out with both likely causes',
+    async (kind) => {
+      const vm = await startBareVm();
+      process.kill(vm.pid, 'SIGSTOP');
+      const error = await failureOf(connectMonitor(kind === 'qmp' ? vm.qmp : vm.hmp, { timeoutMs: 600 }));
+      expect(error).toBeInstanceOf(MonitorTimeoutError);
+      // Depending on when the stop lands, QEMU has or has not sent its greeting yet; either way the deadline holds.
+      expect(error.message).toMatch(/within 600ms.*: (it|the process) is frozen \(stopped or hung\)/);
+      await vm.kill();
+    },
+  );
 
   it.each(['qmp', 'hmp'] as const)('%s: a QEMU killed mid-command gives a clear error', async (kind) => {
     const vm = await startBareVm();
-    const monitor = kind === 'qmp' ? await QmpClient.connect(vm.qmp, { timeoutMs: 10_000 }) : await HmpClient.connect(vm.hmp, { timeoutMs: 10_000 });
+    const monitor =
+      kind === 'qmp'
+        ? await QmpClient.connect(vm.qmp, { timeoutMs: 10_000 })
+        : await HmpClient.connect(vm.hmp, { timeoutMs: 10_000 });
     // Freeze first so the command is certainly in flight when the process dies.
     process.kill(vm.pid, 'SIGSTOP');
     const pending = failureOf(monitor.hmp('info status'));
@@ -211,6 +236,8 @@ describe('a frozen or dead QEMU never hangs a client', () => {
     await vm.kill();
     const error = await failureOf(connectMonitor(vm.qmp, { timeoutMs: 5000 }));
     expect(error).toBeInstanceOf(MonitorConnectError);
-    expect(error.message).toBe(`nothing is listening on ${vm.qmp}: the QEMU that created it has exited (stale socket)`);
+    expect(error.message).toBe(
+      `nothing is listening on ${vm.qmp}: the QEMU that created it has exited (stale socket)`,
+    );
   });
 });

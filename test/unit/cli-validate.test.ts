@@ -16,7 +16,17 @@ describe('qvm validate', () => {
   it('gives five located messages for five mistakes, and exits 1', async () => {
     const f = file(
       'vm.yaml',
-      ['vms:', '  web:', '    memory: lots', '    forwards:', '      - { host: 80a, guest: 80 }', '    snapshot: "a b"', '    initrd: i.gz', '    colour: blue', ''].join('\n'),
+      [
+        'vms:',
+        '  web:',
+        '    memory: lots',
+        '    forwards:',
+        '      - { host: 80a, guest: 80 }',
+        '    snapshot: "a b"',
+        '    initrd: i.gz',
+        '    colour: blue',
+        '',
+      ].join('\n'),
     );
     const r = await qvm(['validate', '-f', 'vm.yaml'], { cwd: dir });
     expect(r.exitCode).toBe(1);
@@ -37,7 +47,11 @@ describe('qvm validate', () => {
 
   it('accepts a valid manifest from ./qvm.yaml by default', async () => {
     file('qvm.yaml', 'vms:\n  web:\n    forwards: ["tcp::8080-:80"]\n');
-    expect(await qvm(['validate'], { cwd: dir })).toEqual({ exitCode: 0, stdout: 'qvm.yaml: valid, 1 VM (web)\n', stderr: '' });
+    expect(await qvm(['validate'], { cwd: dir })).toEqual({
+      exitCode: 0,
+      stdout: 'qvm.yaml: valid, 1 VM (web)\n',
+      stderr: '',
+    });
   });
 
   it.each([
