@@ -3,12 +3,13 @@
  * and the real implementation (here) is tested against real QEMU.
  */
 import { QvmError } from '../errors.js';
-import type { Manifest, VmSpec } from '../manifest/types.js';
+import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
-import { createDisk, type DiskCreation, fileIdentity } from '../qemu/img.js';
+import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
+import { waitReady } from '../ready/probe.js';
 import { type Namespace, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { readLaunchRecord, recordCreatedDisk, writeLaunchRecord } from '../runtime/records.js';
 import { launchQemu, prepareRuntimeDirs, type StopOutcome, type StopTarget, stopVm } from './supervisor.js';
@@ -22,9 +23,31 @@ export interface Effects {
   monitorCommand(socket: string, command: string, timeoutMs?: number): Promise<string>;
   /** Records forwards qvm added live, so later plans can tell them from drift. */
   rememberLiveForwards(vm: string, added: HostForward[], removed: HostForward[]): void;
+  /** Waits for the readiness probe; throws NotReadyError at its timeout. */
+  waitReady(
+    ready: ReadySpec,
+    socket: string,
+    onAttempt?: (detail: string) => void,
+  ): Promise<{ elapsedMs: number }>;
+  /** Deletes a snapshot from the disk of a stopped VM (qemu-img). */
+  deleteSnapshotOffline(disk: string, tag: string): Promise<void>;
 }
 
-export function realEffects(manifest: Manifest, namespace: Namespace): Effects {
+/** One HMP command on a fresh connection (QEMU serves one client per socket: hold it only this long). */
+export async function monitorCommand(socket: string, command: string, timeoutMs = 10_000): Promise<string> {
+  const monitor = await connectMonitor(socket, { timeoutMs });
+  try {
+    return await monitor.hmp(command, { timeoutMs });
+  } finally {
+    await monitor.close();
+  }
+}
+
+export function realEffects(
+  manifest: Manifest,
+  namespace: Namespace,
+  options: { signal?: AbortSignal } = {},
+): Effects {
   const paths = (vm: string): VmPaths => vmPaths(namespace, vm);
   return {
     async createDisk(vm, disk) {
@@ -55,13 +78,16 @@ export function realEffects(manifest: Manifest, namespace: Namespace): Effects {
     stop(target) {
       return stopVm(target, target.adopted ? undefined : paths(target.vm));
     },
-    async monitorCommand(socket, command, timeoutMs = 10_000) {
-      const monitor = await connectMonitor(socket, { timeoutMs });
-      try {
-        return await monitor.hmp(command, { timeoutMs });
-      } finally {
-        await monitor.close();
-      }
+    monitorCommand,
+    async waitReady(ready, socket, onAttempt) {
+      return waitReady(ready, {
+        usernet: () => monitorCommand(socket, 'info usernet', 5000),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(onAttempt ? { onAttempt: (result) => onAttempt(result.detail) } : {}),
+      });
+    },
+    deleteSnapshotOffline(disk, tag) {
+      return deleteSnapshot(disk, tag);
     },
     rememberLiveForwards(vm, added, removed) {
       const p = paths(vm);

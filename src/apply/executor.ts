@@ -12,6 +12,8 @@ import { display } from '../plan/plan.js';
 import type { Plan, RestartChange, SaveChange, StartChange, UpdateChange, VmChange } from '../plan/types.js';
 import { SAVED_STATE_TAG } from '../plan/types.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
+import { describeProbe } from '../ready/probe.js';
+import { formatDuration } from '../util/units.js';
 import { type Effects, hasSnapshot } from './effects.js';
 
 export type ProgressEvent =
@@ -141,6 +143,10 @@ async function start(
     step(`creating ${display({ dir: baseDir }, change.createDisk.path)}`);
     await effects.createDisk(change.vm, change.createDisk);
   }
+  if (change.dropSnapshot && spec.disk) {
+    step(`deleting snapshot ${change.dropSnapshot}`);
+    await effects.deleteSnapshotOffline(spec.disk.path, change.dropSnapshot);
+  }
   step(
     change.bootFrom
       ? `starting QEMU from ${change.bootFrom.kind === 'saved-state' ? 'the saved state' : `snapshot ${change.bootFrom.tag}`}`
@@ -148,12 +154,36 @@ async function start(
   );
   const args = change.action === 'start' ? change.args : change.argsAfter;
   const pid = await effects.launch(spec, args, change.bootFrom?.tag);
+  const notes = [`started (pid ${pid})`];
   if (change.bootFrom?.kind === 'saved-state') {
     // The hibernation image has served: drop it so a later cold start does not resume stale state.
     step('dropping the used saved state');
     await effects.monitorCommand(change.socket, `delvm ${SAVED_STATE_TAG}`);
+    notes.push('resumed from the saved state');
+  } else if (change.bootFrom) {
+    notes.push(`from snapshot ${change.bootFrom.tag}`);
   }
-  return `started (pid ${pid})${change.bootFrom?.kind === 'saved-state' ? ', resumed from the saved state' : change.bootFrom ? `, from snapshot ${change.bootFrom.tag}` : ''}`;
+  if (change.ready) {
+    const what = describeProbe(change.ready);
+    step(`waiting for ready (${what})`);
+    const { elapsedMs } = await effects.waitReady(change.ready, change.socket, (detail) =>
+      step(`waiting for ready: ${detail}`),
+    );
+    notes.push(`ready in ${formatDuration(elapsedMs)}`);
+  }
+  if (change.saveSnapshot) {
+    step(`saving snapshot ${change.saveSnapshot}`);
+    await effects.monitorCommand(change.socket, `savevm ${change.saveSnapshot}`, 300_000);
+    if (!(await hasSnapshot(effects, change.socket, change.saveSnapshot))) {
+      throw new MonitorCommandError(
+        `savevm ${change.saveSnapshot}`,
+        `snapshot ${change.saveSnapshot} is not on the disk after savevm`,
+        change.socket,
+      );
+    }
+    notes.push(`saved snapshot ${change.saveSnapshot}`);
+  }
+  return notes.join(', ');
 }
 
 async function restart(

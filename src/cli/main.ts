@@ -27,7 +27,9 @@ export function durationOption(value: string): number {
 }
 
 function fileOption(): Option {
-  return new Option('-f, --file <path>', 'the manifest').default(DEFAULT_MANIFEST);
+  return new Option('-f, --file <path>', 'the manifest (or a folder of *.yaml/*.yml manifests)').default(
+    DEFAULT_MANIFEST,
+  );
 }
 
 function outputOption(): Option {
@@ -114,11 +116,51 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
     .addOption(fileOption())
     .option('--prune', 'also stop running VMs that the manifest no longer lists', false)
     .option('--dry-run', 'only show the plan', false)
+    .option(
+      '--refresh-snapshot',
+      'recreate the warm snapshot of VMs with snapshot: and ready: (cold boot, then save)',
+      false,
+    )
     .addOption(outputOption())
     .addOption(observeTimeoutOption())
     .action(async (opts) => {
       const { applyCommand } = await import('./plan.js');
       setExitCode(await applyCommand(opts, output));
+    });
+
+  program
+    .command('watch')
+    .description(
+      'keep the VMs converged: reconcile when the manifest changes, when a VM changes state or dies, and every --interval',
+    )
+    .addOption(
+      new Option('-f, --file <path>', 'the manifest, or a folder of *.yaml/*.yml manifests').default(
+        DEFAULT_MANIFEST,
+      ),
+    )
+    .addOption(
+      new Option('--interval <duration>', 'periodic resync, for what no event reports')
+        .default(30_000, '30s')
+        .argParser(durationOption),
+    )
+    .option('--prune', 'also stop running VMs that the manifest no longer lists', false)
+    .option(
+      '--live-only',
+      'apply only changes that keep processes running (and starts); report restarts and stops as pending',
+      false,
+    )
+    .option('--json', 'print NDJSON events instead of lines', false)
+    .addOption(observeTimeoutOption())
+    .addHelpText(
+      'after',
+      `
+An invalid, emptied or deleted manifest changes nothing: the errors are logged and the next valid save is
+applied. SIGINT or SIGTERM ends watching; the VMs keep running.
+`,
+    )
+    .action(async (opts) => {
+      const { watchCommand } = await import('./watch.js');
+      setExitCode(await watchCommand(opts, output));
     });
 
   program
@@ -161,6 +203,22 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
     .action(async (name: string, opts) => {
       const { logsCommand } = await import('./logs.js');
       setExitCode(await logsCommand(name, { ...opts, follow: opts.follow }, output));
+    });
+
+  program
+    .command('snapshot')
+    .description(
+      'list, save or delete snapshots of a VM: through the monitor while it runs, with qemu-img while stopped',
+    )
+    .argument('<action>', 'list, save or delete')
+    .argument('<vm>', 'the VM')
+    .argument('[tag]', 'the snapshot tag (save, delete)')
+    .addOption(fileOption())
+    .option('--force', 'delete even the snapshot the manifest boots from', false)
+    .addOption(observeTimeoutOption())
+    .action(async (action: string, vm: string, tag: string | undefined, opts) => {
+      const { snapshotCommand } = await import('./snapshot.js');
+      setExitCode(await snapshotCommand(action, vm, tag, opts, output));
     });
 
   program

@@ -16,11 +16,16 @@ export interface PlanFlags {
   prune: boolean;
   timeout: number;
   output?: 'human' | 'json';
+  refreshSnapshot?: boolean;
 }
 
 export async function computePlan(context: Context, flags: PlanFlags): Promise<Plan> {
   const observation = await observe(context.manifest, context.namespace, { timeoutMs: flags.timeout });
-  return makePlan(context.manifest, observation, { namespace: context.namespace, prune: flags.prune });
+  return makePlan(context.manifest, observation, {
+    namespace: context.namespace,
+    prune: flags.prune,
+    refreshSnapshots: flags.refreshSnapshot === true,
+  });
 }
 
 export async function planCommand(

@@ -1,10 +1,13 @@
 /** `qvm status`: one row per VM of the manifest, and any running VM of its namespace it no longer lists. */
 
+import { monitorCommand } from '../apply/effects.js';
 import type { Manifest } from '../manifest/types.js';
 import { observe } from '../observe/observe.js';
 import type { Observation, ObservedVm } from '../observe/types.js';
 import { SAVED_STATE_TAG } from '../plan/types.js';
 import { isLoopback } from '../qemu/hostfwd.js';
+import { probeOnce } from '../ready/probe.js';
+import { vmPaths } from '../runtime/paths.js';
 import { formatDuration } from '../util/units.js';
 import { loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
@@ -16,6 +19,8 @@ export interface StatusRow {
   forwards: string[];
   snapshots: string[];
   uptimeMs: number | null;
+  /** The readiness probe's answer now; null without a probe or when not running. */
+  ready: boolean | null;
   inManifest: boolean;
   adopted: boolean;
   /** Forwards reachable from other machines (not on a loopback address). */
@@ -45,7 +50,12 @@ export function stateWord(vm: ObservedVm): string {
   }
 }
 
-export function statusRows(manifest: Manifest, observation: Observation, nowMs: number): StatusRow[] {
+export function statusRows(
+  manifest: Manifest,
+  observation: Observation,
+  nowMs: number,
+  readiness: ReadonlyMap<string, boolean> = new Map(),
+): StatusRow[] {
   const row = (vm: ObservedVm, inManifest: boolean): StatusRow => {
     const forwards = vm.state === 'running' ? vm.forwards : [];
     const describe = (f: (typeof forwards)[number]) =>
@@ -59,6 +69,7 @@ export function statusRows(manifest: Manifest, observation: Observation, nowMs: 
       snapshots: snapshots.filter((s) => s !== SAVED_STATE_TAG),
       uptimeMs:
         vm.state === 'running' && vm.startedAtMs !== undefined ? Math.max(0, nowMs - vm.startedAtMs) : null,
+      ready: readiness.get(vm.name) ?? null,
       inManifest,
       adopted: vm.adopted,
       exposed: forwards.filter((f) => !isLoopback(f.hostAddress)).map(describe),
@@ -72,10 +83,11 @@ export function statusRows(manifest: Manifest, observation: Observation, nowMs: 
 }
 
 export function renderStatus(rows: StatusRow[], color: Output['color']): string {
-  const header = ['NAME', 'STATE', 'PID', 'FORWARDS', 'SNAPSHOTS', 'UPTIME'];
+  const header = ['NAME', 'STATE', 'READY', 'PID', 'FORWARDS', 'SNAPSHOTS', 'UPTIME'];
   const table = rows.map((r) => [
     r.name + (r.inManifest ? '' : ' (not in manifest)') + (r.adopted ? ' (adopted)' : ''),
     r.state,
+    r.ready === null ? '-' : r.ready ? 'yes' : 'no',
     r.pid === null ? '-' : String(r.pid),
     r.forwards.length ? r.forwards.map((f) => (r.exposed.includes(f) ? `${f}!` : f)).join(', ') : '-',
     r.snapshots.length ? r.snapshots.join(', ') : '-',
@@ -100,7 +112,19 @@ export async function statusCommand(
 ): Promise<number> {
   const { manifest, namespace } = await loadContext(flags.file);
   const observation = await observe(manifest, namespace, { timeoutMs: flags.timeout });
-  const rows = statusRows(manifest, observation, Date.now());
+  const readiness = new Map<string, boolean>();
+  await Promise.all(
+    manifest.vms.map(async (spec) => {
+      const vm = observation.vms.get(spec.name);
+      if (!spec.ready || vm?.state !== 'running' || vm.runstate !== 'running') return;
+      const socket = spec.monitor ?? vmPaths(namespace, spec.name).qmp;
+      const result = await probeOnce(spec.ready, {
+        usernet: () => monitorCommand(socket, 'info usernet', flags.timeout),
+      });
+      readiness.set(spec.name, result.ready);
+    }),
+  );
+  const rows = statusRows(manifest, observation, Date.now(), readiness);
   if (flags.output === 'json') writeLine(output.out, JSON.stringify(rows, null, 2));
   else output.out.write(renderStatus(rows, output.color));
   return 0;

@@ -6,6 +6,13 @@ import type { HostForward } from '../qemu/hostfwd.js';
 import type { FieldPath, SourcePosition } from './load.js';
 
 export type DesiredState = 'running' | 'stopped' | 'saved';
+export type RestartPolicy = 'always' | 'on-failure' | 'never';
+
+/** How to tell a VM is ready, through one of its tcp forwards (host side). */
+export type ReadySpec = (
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'http'; host: string; port: number; path: string; status: number }
+) & { timeoutMs: number };
 export type Accel = 'auto' | 'kvm' | 'tcg';
 
 export interface DiskSpec {
@@ -39,6 +46,10 @@ export interface VmSpec {
   /** Set for adopted VMs: a QEMU started by someone else, reached through this socket. */
   monitor?: string;
   args: string[];
+  restart: RestartPolicy;
+  ready?: ReadySpec;
+  /** The manifest file that declares this VM (a folder of manifests has several). */
+  source: string;
   /**
    * Adopted VMs only: restart-class fields the manifest sets, which qvm cannot apply to a VM it did not
    * start. The plan says so.
@@ -65,4 +76,6 @@ export const DEFAULTS = {
   accel: 'auto' as Accel,
   /** Where a forward with no host address binds: loopback, unlike QEMU's every-interface default. */
   forwardAddress: '127.0.0.1',
+  restart: 'on-failure' as RestartPolicy,
+  readyTimeoutMs: 60_000,
 };

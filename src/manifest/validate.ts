@@ -2,6 +2,7 @@
  * From a loaded YAML document to a Manifest: schema first, then the checks a schema cannot express, then
  * defaults. Every problem is collected and located; nothing stops at the first one.
  */
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { type Diagnostic, ManifestError } from '../errors.js';
 import { describeForward, hostSidesCollide, parseHostfwd } from '../qemu/hostfwd.js';
@@ -14,6 +15,8 @@ import {
   type DesiredState,
   type ForwardSpec,
   type Manifest,
+  type ReadySpec,
+  type RestartPolicy,
   type VmSpec,
 } from './types.js';
 
@@ -41,6 +44,12 @@ interface RawVm {
   accel?: Accel;
   monitor?: string;
   args?: string[];
+  restart?: RestartPolicy;
+  ready?: {
+    tcp?: number;
+    http?: { port: number; path?: string; status?: number };
+    timeout?: string | number;
+  };
 }
 
 /**
@@ -83,12 +92,64 @@ export interface CheckResult {
   diagnostics: Diagnostic[];
 }
 
-/** Loads and checks a manifest file; throws ManifestError with every problem when it is not valid. */
+/**
+ * Loads and checks a manifest file, or every `*.yaml` and `*.yml` in a folder (the way a GitOps repository
+ * holds them). Throws ManifestError with every problem, of every file, when anything is not valid.
+ */
 export async function loadManifest(file: string): Promise<Manifest> {
-  const loaded = await loadYamlFile(path.resolve(file), file);
-  const result = checkManifest(loaded, path.dirname(path.resolve(file)));
-  if (!result.manifest) throw new ManifestError(file, result.diagnostics);
-  return result.manifest;
+  const absolute = path.resolve(file);
+  let isFolder = false;
+  try {
+    isFolder = statSync(absolute).isDirectory();
+  } catch {
+    // a missing file is reported by loadYamlFile, located
+  }
+  if (!isFolder) {
+    const loaded = await loadYamlFile(absolute, file);
+    const result = checkManifest(loaded, path.dirname(absolute));
+    if (!result.manifest) throw new ManifestError(file, result.diagnostics);
+    return result.manifest;
+  }
+  const names = readdirSync(absolute)
+    .filter((name) => /\.ya?ml$/.test(name))
+    .sort();
+  if (names.length === 0) {
+    throw new ManifestError(file, [{ file, message: 'is a folder with no *.yaml or *.yml manifest in it' }]);
+  }
+  const results = await Promise.all(
+    names.map(async (name) =>
+      checkManifest(await loadYamlFile(path.join(absolute, name), path.join(file, name)), absolute),
+    ),
+  );
+  const diagnostics = results.flatMap((r) => r.diagnostics);
+  const manifests = results.flatMap((r) => (r.manifest ? [r.manifest] : []));
+  const declaredIn = new Map<string, Manifest>();
+  for (const m of manifests) {
+    for (const vm of m.vms) {
+      const first = declaredIn.get(vm.name);
+      if (first) {
+        const at = first.locate(['vms', vm.name]);
+        diagnostics.push({
+          file: m.file,
+          ...m.locate(['vms', vm.name]),
+          path: `vms.${vm.name}`,
+          message: `is also declared in ${first.file}${at ? `:${at.line}` : ''}; a VM name must be unique across the folder`,
+        });
+      } else {
+        declaredIn.set(vm.name, m);
+      }
+    }
+  }
+  if (diagnostics.length > 0) throw new ManifestError(file, diagnostics);
+  return {
+    file,
+    dir: absolute,
+    vms: manifests.flatMap((m) => m.vms),
+    locate: (fieldPath) => {
+      const owner = typeof fieldPath[1] === 'string' ? declaredIn.get(fieldPath[1]) : undefined;
+      return owner?.locate(fieldPath);
+    },
+  };
 }
 
 /** Schema, then semantic checks, then defaults. `dir` is what relative paths are relative to. */
@@ -244,6 +305,41 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
         }
       }
 
+      let ready: ReadySpec | undefined;
+      if (raw.ready !== undefined && accepted('ready')) {
+        const r = raw.ready;
+        const kinds = (['tcp', 'http'] as const).filter((k) => r[k] !== undefined);
+        if (kinds.length !== 1) {
+          problems.push(located(at('ready'), 'needs exactly one of tcp or http'));
+        } else {
+          const port = r.tcp ?? r.http!.port;
+          const forward = forwards.find((f) => f.proto === 'tcp' && f.hostPort === port);
+          if (!forward) {
+            problems.push(
+              located(
+                at('ready', ...(r.tcp !== undefined ? ['tcp'] : ['http', 'port'])),
+                `must be the host port of one of this VM's tcp forwards, got ${port}`,
+              ),
+            );
+          } else {
+            // A forward on every interface is probed on loopback.
+            const host = forward.hostAddress === '0.0.0.0' ? '127.0.0.1' : forward.hostAddress;
+            const timeoutMs = r.timeout === undefined ? DEFAULTS.readyTimeoutMs : parseDuration(r.timeout)!;
+            ready =
+              r.tcp !== undefined
+                ? { kind: 'tcp', host, port, timeoutMs }
+                : {
+                    kind: 'http',
+                    host,
+                    port,
+                    path: r.http!.path ?? '/',
+                    status: r.http!.status ?? 200,
+                    timeoutMs,
+                  };
+          }
+        }
+      }
+
       diagnostics.push(...problems);
       if (problems.length > 0 || !accepted()) continue;
 
@@ -265,6 +361,9 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
         accel: raw.accel ?? DEFAULTS.accel,
         ...(raw.monitor !== undefined ? { monitor: resolvePath(raw.monitor) } : {}),
         args: raw.args ?? [],
+        restart: raw.restart ?? DEFAULTS.restart,
+        ...(ready ? { ready } : {}),
+        source: file,
         ...(raw.monitor !== undefined
           ? { adoptedIgnores: RESTART_CLASS_FIELDS.filter((f) => raw[f] !== undefined) }
           : {}),

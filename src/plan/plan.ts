@@ -3,7 +3,7 @@
  * No I/O, no clock; VMs in manifest order, orphans after them by name.
  */
 import path from 'node:path';
-import type { Manifest, VmSpec } from '../manifest/types.js';
+import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
 import type { Observation, ObservedVm, RunningVm } from '../observe/types.js';
 import { buildQemuArgs, NETDEV_ID, restartRelevantArgs } from '../qemu/argv.js';
 import { type HostForward, sameForward } from '../qemu/hostfwd.js';
@@ -24,6 +24,13 @@ export interface PlanOptions {
   namespace: Namespace;
   /** Stop running VMs of this namespace that the manifest no longer lists. */
   prune: boolean;
+  /**
+   * Honour each VM's `restart:` policy for VMs that went down by themselves (watch does; apply, an explicit
+   * request to make the VMs match, does not).
+   */
+  restartPolicy?: boolean;
+  /** Recreate the warm snapshot of VMs that have `snapshot:` and `ready:` (`apply --refresh-snapshot`). */
+  refreshSnapshots?: boolean;
 }
 
 /** Runstates a VM cannot leave by itself; the only way forward is a fresh process. */
@@ -83,7 +90,8 @@ interface Outcome {
 function locate(manifest: Manifest, vm: string, ...field: (string | number)[]): PlanProblem['location'] {
   const fieldPath = ['vms', vm, ...field];
   const at = manifest.locate(fieldPath);
-  return { file: manifest.file, ...at, path: fieldPath.join('.') };
+  const file = manifest.vms.find((v) => v.name === vm)?.source ?? manifest.file;
+  return { file, ...at, path: fieldPath.join('.') };
 }
 
 function planManaged(
@@ -111,8 +119,17 @@ function planManaged(
   }
 
   /** What a fresh process needs: a disk (maybe created) and where to boot from. Undefined when impossible. */
+  const warm = spec.snapshot !== undefined && spec.ready !== undefined;
+  const refresh = warm && options.refreshSnapshots === true;
   const prepareStart = ():
-    | { createDisk?: DiskCreation; bootFrom?: BootFrom; diskFormat?: string }
+    | {
+        createDisk?: DiskCreation;
+        bootFrom?: BootFrom;
+        diskFormat?: string;
+        ready?: ReadySpec;
+        saveSnapshot?: string;
+        dropSnapshot?: string;
+      }
     | undefined => {
     const disk = observed.disk;
     let createDisk: DiskCreation | undefined;
@@ -132,22 +149,35 @@ function planManaged(
     }
     const snapshots = disk?.snapshots ?? [];
     let bootFrom: BootFrom | undefined;
-    if (snapshots.includes(SAVED_STATE_TAG)) {
+    let saveSnapshot: string | undefined;
+    let dropSnapshot: string | undefined;
+    if (refresh) {
+      // Drop the warm snapshot (and any hibernated state, which would resume the old image), cold boot, save anew.
+      dropSnapshot = snapshots.includes(spec.snapshot!) ? spec.snapshot! : undefined;
+      saveSnapshot = spec.snapshot!;
+    } else if (snapshots.includes(SAVED_STATE_TAG)) {
       bootFrom = { tag: SAVED_STATE_TAG, kind: 'saved-state' };
     } else if (spec.snapshot !== undefined) {
-      if (!snapshots.includes(spec.snapshot)) {
+      if (!snapshots.includes(spec.snapshot) && warm) {
+        // First boot of a warm VM: boot cold, and save the snapshot once the VM is ready.
+        saveSnapshot = spec.snapshot;
+      } else if (!snapshots.includes(spec.snapshot)) {
         problem(
           `snapshot "${spec.snapshot}" does not exist on ${display(manifest, spec.disk!.path)}${snapshots.length ? ` (it has: ${snapshots.join(', ')})` : ''}`,
           'snapshot',
         );
         return undefined;
+      } else {
+        bootFrom = { tag: spec.snapshot, kind: 'snapshot' };
       }
-      bootFrom = { tag: spec.snapshot, kind: 'snapshot' };
     }
     return {
       ...(createDisk ? { createDisk } : {}),
       ...(bootFrom ? { bootFrom } : {}),
       ...(spec.disk ? { diskFormat: disk?.format ?? 'qcow2' } : {}),
+      ...(spec.ready ? { ready: spec.ready } : {}),
+      ...(saveSnapshot ? { saveSnapshot } : {}),
+      ...(dropSnapshot ? { dropSnapshot } : {}),
     };
   };
   const argsFor = (prepared: { bootFrom?: BootFrom; diskFormat?: string }, forwards: HostForward[]) =>
@@ -160,6 +190,10 @@ function planManaged(
 
   if (observed.state === 'stopped') {
     if (spec.state !== 'running') return out;
+    if (options.restartPolicy && observed.stale && spec.restart === 'never') {
+      out.notes.push({ vm: spec.name, message: 'died (its QEMU exited); restart: never leaves it down' });
+      return out;
+    }
     const prepared = prepareStart();
     if (!prepared) return out;
     out.changes.push({
@@ -191,6 +225,13 @@ function planManaged(
     return out;
   }
   if (running.runstate === 'shutdown') {
+    if (options.restartPolicy && spec.restart !== 'always') {
+      out.notes.push({
+        vm: spec.name,
+        message: `was powered off by its guest; restart: ${spec.restart} leaves it down (\`qvm apply\` starts it)`,
+      });
+      return out;
+    }
     const prepared = prepareStart();
     if (!prepared) return out;
     out.changes.push({
@@ -209,7 +250,7 @@ function planManaged(
   const wanted = argsFor({ ...(spec.disk ? { diskFormat: running.disk?.format ?? 'qcow2' } : {}) }, []);
   const argsDiffer = !sameArgs(restartRelevantArgs(runningArgs), restartRelevantArgs(wanted));
   const stuck = STUCK_RUNSTATES.has(running.runstate) ? running.runstate : undefined;
-  if (argsDiffer || stuck) {
+  if (argsDiffer || stuck || refresh) {
     const prepared = prepareStart();
     if (!prepared) return out;
     out.changes.push({
@@ -220,6 +261,7 @@ function planManaged(
         ? fieldChanges(running.launch.spec, running.launch.accel ?? '?', spec, accel, manifest)
         : [],
       ...(stuck ? { stuckIn: stuck } : {}),
+      ...(refresh ? { refreshSnapshot: true } : {}),
       argsBefore: runningArgs,
       argsAfter: argsFor(prepared, spec.forwards),
       stopTimeoutMs: spec.stopTimeoutMs,

@@ -9,7 +9,7 @@ import { argvLines, QEMU_SYSTEM } from '../qemu/argv.js';
 import { describeForward, type HostForward, isLoopback } from '../qemu/hostfwd.js';
 import { formatSize } from '../util/units.js';
 import { display } from './plan.js';
-import type { Plan, StartChange, VmChange } from './types.js';
+import type { AfterStart, Plan, StartChange, VmChange } from './types.js';
 
 type Colors = ReturnType<typeof pc.createColors>;
 
@@ -74,6 +74,7 @@ export function renderPlan(plan: Plan, options: { color?: boolean } = {}): strin
         break;
       case 'restart': {
         const why = [
+          ...(change.refreshSnapshot ? [`refresh snapshot ${change.saveSnapshot}`] : []),
           ...(change.stuckIn ? [`stuck in ${change.stuckIn}`] : []),
           ...change.fields.map((f) => `${f.field} ${f.from} -> ${f.to}`),
         ];
@@ -166,6 +167,7 @@ function startText(plan: Plan, change: StartChange): string {
     details.push(`creates ${display({ dir: plan.baseDir }, change.createDisk.path)}${size}${backing}`);
   }
   if (change.bootFrom?.kind === 'snapshot') details.push(`from snapshot ${change.bootFrom.tag}`);
+  details.push(...afterStartDetails(change));
   const paren = details.length ? ` (${details.join('; ')})` : '';
   switch (change.reason) {
     case 'new':
@@ -179,6 +181,14 @@ function startText(plan: Plan, change: StartChange): string {
     default:
       return assertNever(change.reason);
   }
+}
+
+/** The warm-snapshot steps a start will take, in plan words. */
+function afterStartDetails(change: AfterStart): string[] {
+  const out: string[] = [];
+  if (change.dropSnapshot) out.push(`drops snapshot ${change.dropSnapshot}`);
+  if (change.saveSnapshot) out.push(`cold boot, then saves snapshot ${change.saveSnapshot} once ready`);
+  return out;
 }
 
 /** The qemu command line before and after, one option per line, as a unified diff with a little context. */

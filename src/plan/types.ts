@@ -3,6 +3,7 @@
  * renderers draw it, the executor carries it out. Every change says whether it happens live (the VM keeps
  * running) or through its process (start, stop, restart).
  */
+import type { ReadySpec } from '../manifest/types.js';
 import type { HostForward } from '../qemu/hostfwd.js';
 import type { DiskCreation } from '../qemu/img.js';
 
@@ -25,7 +26,17 @@ export type StartReason =
   | 'guest-powered-off' // the guest powered off; its QEMU (kept by -no-shutdown) is quit first
   | 'resume'; // a hibernated VM (state: saved) is wanted running again
 
-export interface StartChange {
+/** What happens after a (re)start: wait for the readiness probe, then maybe save the warm snapshot. */
+export interface AfterStart {
+  /** Wait for this probe after starting (manifest `ready:`). */
+  ready?: ReadySpec;
+  /** Once ready, `savevm` this tag: the first cold boot of a VM with `snapshot:` and `ready:`. */
+  saveSnapshot?: string;
+  /** Delete this snapshot from the disk before starting (`apply --refresh-snapshot`). */
+  dropSnapshot?: string;
+}
+
+export interface StartChange extends AfterStart {
   action: 'start';
   vm: string;
   reason: StartReason;
@@ -43,7 +54,7 @@ export interface StartChange {
   socket: string;
 }
 
-export interface RestartChange {
+export interface RestartChange extends AfterStart {
   action: 'restart';
   vm: string;
   pid: number;
@@ -51,6 +62,8 @@ export interface RestartChange {
   fields: FieldChange[];
   /** A state the VM is stuck in (restore-vm, internal-error, guest-panicked) instead of, or as well as, fields. */
   stuckIn?: string;
+  /** Restarting to recreate the warm snapshot (`apply --refresh-snapshot`). */
+  refreshSnapshot?: boolean;
   argsBefore: string[];
   argsAfter: string[];
   stopTimeoutMs: number;

@@ -1,11 +1,12 @@
 /** `qvm validate` as a user runs it: located messages, exit codes, never a stack trace. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { qvm } from '../helpers/cli.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'qvm-validate-'));
+mkdirSync(path.join(dir, 'empty'));
 function file(name: string, text: string): string {
   const p = path.join(dir, name);
   writeFileSync(p, text);
@@ -37,7 +38,7 @@ describe('qvm validate', () => {
         'vm.yaml:5:17: vms.web.forwards[0].host: must be an integer from 1 to 65535, got "80a"',
         "vm.yaml:6:15: vms.web.snapshot: must be a snapshot tag of letters, digits, '.', '_' and '-', at most 64 characters, got \"a b\"",
         'vm.yaml:7:13: vms.web.initrd: needs `kernel` (direct kernel boot)',
-        'vm.yaml:8:5: vms.web.colour: is not a known field; known fields: memory, cpus, disk, cdrom, kernel, initrd, append, nic, forwards, snapshot, state, stopTimeout, accel, monitor, args',
+        'vm.yaml:8:5: vms.web.colour: is not a known field; known fields: memory, cpus, disk, cdrom, kernel, initrd, append, nic, forwards, snapshot, state, stopTimeout, accel, monitor, restart, ready, args',
         '5 problems in vm.yaml',
         '',
       ].join('\n'),
@@ -56,7 +57,7 @@ describe('qvm validate', () => {
 
   it.each([
     ['missing.yaml', 'missing.yaml: cannot read the manifest: no such file\n1 problem in missing.yaml\n'],
-    ['.', '.: cannot read the manifest: is a folder, not a manifest file\n1 problem in .\n'],
+    ['empty', 'empty: is a folder with no *.yaml or *.yml manifest in it\n1 problem in empty\n'],
   ])('says why it cannot read %s', async (name, stderr) => {
     expect(await qvm(['validate', '-f', name], { cwd: dir })).toEqual({ exitCode: 1, stdout: '', stderr });
   });

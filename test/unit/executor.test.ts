@@ -38,6 +38,13 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     rememberLiveForwards(vm, added, removed) {
       calls.push(`${vm}: remember +${added.length} -${removed.length}`);
     },
+    async waitReady(ready, socket) {
+      calls.push(`${socket}: wait ready ${ready.kind} ${ready.port}`);
+      return { elapsedMs: 1500 };
+    },
+    async deleteSnapshotOffline(diskPath, tag) {
+      calls.push(`qemu-img snapshot -d ${tag} ${diskPath}`);
+    },
   };
   return { calls, effects };
 }
@@ -143,5 +150,49 @@ describe('applyPlan', () => {
       ['b', true],
     ]);
     expect(results[0]!.error!.message).toBe('a: starting QEMU: QEMU did not start: port taken');
+  });
+});
+
+describe('warm starts', () => {
+  const warm =
+    'vms:\n  web:\n    disk: d.qcow2\n    snapshot: ready\n    forwards: ["tcp::10022-:22"]\n    ready: { tcp: 10022 }\n';
+
+  it('waits for ready, then saves the snapshot and checks it is on the disk', async () => {
+    const m = manifest(warm);
+    const p = plan(m, observation([stopped('web', { disk: disk('/srv/vms/d.qcow2') })]), {
+      namespace: NS,
+      prune: false,
+    });
+    const { calls, effects } = recordingEffects({}, ['ready']);
+    const events: ProgressEvent[] = [];
+    await applyPlan(p, m, { effects, onProgress: (e) => events.push(e) });
+    expect(calls).toEqual([
+      'web: launch (without -loadvm)',
+      '/run/qvm/ns/web/qmp.sock: wait ready tcp 10022',
+      '/run/qvm/ns/web/qmp.sock: savevm ready',
+      '/run/qvm/ns/web/qmp.sock: info snapshots',
+    ]);
+    expect(events.at(-1)).toMatchObject({
+      type: 'done',
+      summary: 'started (pid 1000), ready in 1.5s, saved snapshot ready',
+    });
+  });
+
+  it('refreshes: stops, deletes the old snapshot offline, cold boots, saves again', async () => {
+    const m = manifest(warm);
+    const running = runningAsSpecified(m, 'web', {
+      disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready'] }),
+    });
+    const p = plan(m, observation([running]), { namespace: NS, prune: false, refreshSnapshots: true });
+    const { calls, effects } = recordingEffects({}, ['ready']);
+    await applyPlan(p, m, { effects });
+    expect(calls).toEqual([
+      'web: stop',
+      'qemu-img snapshot -d ready /srv/vms/d.qcow2',
+      'web: launch (without -loadvm)',
+      '/run/qvm/ns/web/qmp.sock: wait ready tcp 10022',
+      '/run/qvm/ns/web/qmp.sock: savevm ready',
+      '/run/qvm/ns/web/qmp.sock: info snapshots',
+    ]);
   });
 });

@@ -84,6 +84,8 @@ describe('manifest v1', () => {
         accel: 'auto',
         monitor: '/run/vm/mon.sock',
         args: ['-vga', 'std'],
+        restart: 'on-failure',
+        source: 'vm.yaml',
         adoptedIgnores: [
           'memory',
           'cpus',
@@ -116,6 +118,8 @@ describe('manifest v1', () => {
       stopTimeoutMs: 30_000,
       accel: 'auto',
       args: [],
+      restart: 'on-failure',
+      source: 'vm.yaml',
     });
   });
 
@@ -318,5 +322,41 @@ describe('examples/', () => {
     const file = new URL(`../../examples/${name}`, import.meta.url).pathname;
     const m = await loadManifest(file);
     expect(m.vms.length).toBeGreaterThan(0);
+  });
+});
+
+describe('readiness and restart policy', () => {
+  it('reads ready probes through a forward, probing 0.0.0.0 forwards on loopback', () => {
+    const vm = valid(
+      'vms:\n  a:\n    forwards: ["tcp:0.0.0.0:8080-:80", "tcp::2222-:22"]\n    ready: { http: { port: 8080, path: /health }, timeout: 90s }\n    restart: always\n',
+    ).vms[0]!;
+    expect(vm.ready).toEqual({
+      kind: 'http',
+      host: '127.0.0.1',
+      port: 8080,
+      path: '/health',
+      status: 200,
+      timeoutMs: 90_000,
+    });
+    expect(vm.restart).toBe('always');
+    const tcp = valid('vms:\n  a:\n    forwards: ["tcp::2222-:22"]\n    ready: { tcp: 2222 }\n').vms[0]!;
+    expect(tcp.ready).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 2222, timeoutMs: 60_000 });
+  });
+
+  it.each([
+    [
+      'ready: { tcp: 2222 }',
+      "vms.a.ready.tcp: must be the host port of one of this VM's tcp forwards, got 2222",
+    ],
+    ['ready: { timeout: 5s }', 'vms.a.ready: needs exactly one of tcp or http'],
+    ['ready: { tcp: 8080, http: { port: 8080 } }', 'vms.a.ready: needs exactly one of tcp or http'],
+    [
+      'ready: { http: { port: 8080, path: "x y" } }',
+      'vms.a.ready.http.path: must be a path starting with / without spaces or control characters, got "x y"',
+    ],
+    ['restart: sometimes', 'vms.a.restart: must be one of always, on-failure, never, got "sometimes"'],
+  ])('%s', (field, message) => {
+    const found = problems(`vms:\n  a:\n    forwards: ["tcp::8080-:80"]\n    ${field}\n`);
+    expect(found.map((f) => f.replace(/^vm\.yaml:\d+:\d+: /, ''))).toEqual([message]);
   });
 });

@@ -354,3 +354,81 @@ describe('adopted VMs', () => {
     );
   });
 });
+
+describe('warm starts and restart policy', () => {
+  const warm =
+    'vms:\n  web:\n    disk: d.qcow2\n    snapshot: ready\n    forwards: ["tcp::8080-:80"]\n    ready: { http: { port: 8080 } }\n';
+
+  it('cold boots a warm VM whose snapshot does not exist yet, and saves it once ready', () => {
+    const m = manifest(warm);
+    const p = plan(m, observation([stopped('web', { disk: disk('/srv/vms/d.qcow2') })]), options);
+    expect(p.changes).toMatchObject([
+      {
+        action: 'start',
+        saveSnapshot: 'ready',
+        ready: { kind: 'http', host: '127.0.0.1', port: 8080, path: '/', status: 200, timeoutMs: 60_000 },
+      },
+    ]);
+    expect(p.changes[0]).not.toHaveProperty('bootFrom');
+    expect(renderPlan(p).split('\n')[0]).toBe(
+      '  + web   start (cold boot, then saves snapshot ready once ready)',
+    );
+  });
+
+  it('resumes a warm VM from its snapshot once it exists', () => {
+    const m = manifest(warm);
+    const p = plan(
+      m,
+      observation([stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready'] }) })]),
+      options,
+    );
+    expect(p.changes).toMatchObject([{ action: 'start', bootFrom: { tag: 'ready', kind: 'snapshot' } }]);
+    expect(p.changes[0]).not.toHaveProperty('saveSnapshot');
+  });
+
+  it('refreshes the snapshot of a running warm VM with a cold restart', () => {
+    const m = manifest(warm);
+    const running = runningAsSpecified(m, 'web', {
+      snapshots: ['ready'],
+      disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready'] }),
+    });
+    expect(plan(m, observation([running]), options).changes).toEqual([]);
+    const p = plan(m, observation([running]), { ...options, refreshSnapshots: true });
+    expect(p.changes).toMatchObject([
+      { action: 'restart', refreshSnapshot: true, dropSnapshot: 'ready', saveSnapshot: 'ready' },
+    ]);
+    const change = p.changes[0]!;
+    expect(change.action === 'restart' && change.argsAfter.includes('-loadvm')).toBe(false);
+    expect(renderPlan(p).split('\n')[0]).toBe('  ~ web   restart: refresh snapshot ready');
+  });
+
+  it('under watch, leaves a guest-powered-off VM down unless restart: always', () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const off = observation([runningAsSpecified(m, 'web', { runstate: 'shutdown' })]);
+    const watched = plan(m, off, { ...options, restartPolicy: true });
+    expect(watched.changes).toEqual([]);
+    expect(renderPlan(watched)).toBe(
+      'No changes. The VMs match the manifest.\nNote: web was powered off by its guest; restart: on-failure leaves it down (`qvm apply` starts it).\n',
+    );
+    const always = manifest('vms:\n  web:\n    restart: always\n');
+    expect(plan(always, off, { ...options, restartPolicy: true }).changes).toMatchObject([
+      { action: 'start', reason: 'guest-powered-off' },
+    ]);
+    expect(plan(m, off, options).changes).toMatchObject([{ action: 'start' }]);
+  });
+
+  it('under watch, brings back a VM whose QEMU died, unless restart: never', () => {
+    const crashed = observation([stopped('web', { stale: 'process 9 has exited; its pidfile is stale' })]);
+    expect(
+      plan(manifest('vms:\n  web: {}\n'), crashed, { ...options, restartPolicy: true }).changes,
+    ).toMatchObject([{ action: 'start', reason: 'exited' }]);
+    const never = plan(manifest('vms:\n  web:\n    restart: never\n'), crashed, {
+      ...options,
+      restartPolicy: true,
+    });
+    expect(never.changes).toEqual([]);
+    expect(never.notes).toEqual([
+      { vm: 'web', message: 'died (its QEMU exited); restart: never leaves it down' },
+    ]);
+  });
+});

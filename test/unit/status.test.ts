@@ -26,15 +26,15 @@ describe('qvm status', () => {
       ],
       [old],
     );
-    const rows = statusRows(m, obs, 3_723_000);
+    const rows = statusRows(m, obs, 3_723_000, new Map([['web', true]]));
     expect(renderStatus(rows, pc.createColors(false))).toBe(
       [
-        'NAME                   STATE              PID  FORWARDS                                   SNAPSHOTS  UPTIME',
-        'web                    running            101  127.0.0.1:8080->80, udp 0.0.0.0:5353->53!  ready      1h2m2s',
-        'db                     saved              -    -                                          -          -',
-        'cache                  stopped (crashed)  -    -                                          -          -',
-        'frozen                 unresponsive       103  -                                          -          -',
-        'old (not in manifest)  running            102  -                                          -          1h2m3s',
+        'NAME                   STATE              READY  PID  FORWARDS                                   SNAPSHOTS  UPTIME',
+        'web                    running            yes    101  127.0.0.1:8080->80, udp 0.0.0.0:5353->53!  ready      1h2m2s',
+        'db                     saved              -      -    -                                          -          -',
+        'cache                  stopped (crashed)  -      -    -                                          -          -',
+        'frozen                 unresponsive       -      103  -                                          -          -',
+        'old (not in manifest)  running            -      102  -                                          -          1h2m3s',
         '! marks a forward exposed beyond this machine (not on 127.0.0.1).',
         'frozen: QEMU did not answer "query-status" within 5s',
         '',

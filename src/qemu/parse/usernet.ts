@@ -10,11 +10,16 @@ export interface ObservedForward extends HostForward {
   netdev: string;
 }
 
-const HUB = /^\s*Hub\s+-?\d+\s+\(([^)]+)\):\s*$/;
-const ROW = /^\s*(TCP|UDP)\[HOST_FORWARD\]\s+-?\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)\b/;
+/** Any row of the table: a forward (`HOST_FORWARD`) or a connection (`ESTABLISHED`, `SYN_SENT`, `10 sec`, ...). */
+export interface UsernetRow extends ObservedForward {
+  state: string;
+}
 
-export function parseUsernet(text: string): ObservedForward[] {
-  const forwards: ObservedForward[] = [];
+const HUB = /^\s*Hub\s+-?\d+\s+\(([^)]+)\):\s*$/;
+const ROW = /^\s*(TCP|UDP)\[([^\]]+)\]\s+-?\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)\b/;
+
+export function parseUsernetRows(text: string): UsernetRow[] {
+  const rows: UsernetRow[] = [];
   let netdev = '';
   for (const line of text.split(/\r?\n/)) {
     const hub = HUB.exec(line);
@@ -24,9 +29,10 @@ export function parseUsernet(text: string): ObservedForward[] {
     }
     const row = ROW.exec(line);
     if (!row) continue;
-    const [, proto, hostAddress, hostPort, guestAddress, guestPort] = row;
-    forwards.push({
+    const [, proto, state, hostAddress, hostPort, guestAddress, guestPort] = row;
+    rows.push({
       netdev,
+      state: state!,
       proto: proto!.toLowerCase() as Proto,
       hostAddress: hostAddress === '*' ? '0.0.0.0' : hostAddress!,
       hostPort: Number(hostPort),
@@ -34,5 +40,11 @@ export function parseUsernet(text: string): ObservedForward[] {
       guestPort: Number(guestPort),
     });
   }
-  return forwards;
+  return rows;
+}
+
+export function parseUsernet(text: string): ObservedForward[] {
+  return parseUsernetRows(text)
+    .filter((row) => row.state === 'HOST_FORWARD')
+    .map(({ state: _state, ...forward }) => forward);
 }

@@ -1,0 +1,136 @@
+/**
+ * Readiness probes: is the guest serving through one of its forwards?
+ *
+ * QEMU quirk that shapes the tcp probe: user networking (slirp) accepts a connection on the host side at
+ * once, before the guest has answered. While the guest boots, the connection just stays open (slirp keeps
+ * resending the SYN); a guest that is up but not listening closes it at once. So an open connection proves
+ * nothing by itself: the probe asks QEMU (`info usernet`) whether a connection through that forward reached
+ * the ESTABLISHED state inside slirp, which only happens when the guest accepted it.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { QvmError } from '../errors.js';
+import type { ReadySpec } from '../manifest/types.js';
+import { parseUsernetRows } from '../qemu/parse/usernet.js';
+import { formatDuration } from '../util/units.js';
+
+export interface ProbeResult {
+  ready: boolean;
+  /** What was tried and what happened, for progress and errors. */
+  detail: string;
+}
+
+export interface ProbeContext {
+  /** `info usernet` of the VM, for the tcp probe. */
+  usernet: () => Promise<string>;
+  signal?: AbortSignal;
+}
+
+const ATTEMPT_TIMEOUT_MS = 1000;
+/** How long an accepted connection is watched for the guest closing it, before asking slirp. */
+const SETTLE_MS = 150;
+const RETRY_DELAY_MS = 200;
+
+export class NotReadyError extends QvmError {}
+
+export function describeProbe(ready: ReadySpec): string {
+  return ready.kind === 'tcp'
+    ? `tcp ${ready.host}:${ready.port}`
+    : `GET http://${ready.host}:${ready.port}${ready.path} answering ${ready.status}`;
+}
+
+export function probeOnce(ready: ReadySpec, context: ProbeContext): Promise<ProbeResult> {
+  return ready.kind === 'http' ? probeHttp(ready) : probeTcp(ready, context);
+}
+
+function probeHttp(ready: Extract<ReadySpec, { kind: 'http' }>): Promise<ProbeResult> {
+  const url = `http://${ready.host}:${ready.port}${ready.path}`;
+  return new Promise((resolve) => {
+    const request = http.get(url, { agent: false, timeout: ATTEMPT_TIMEOUT_MS }, (response) => {
+      response.resume();
+      const status = response.statusCode ?? 0;
+      resolve({ ready: status === ready.status, detail: `GET ${url} answered ${status}` });
+    });
+    request.on('timeout', () => {
+      request.destroy();
+      resolve({ ready: false, detail: `GET ${url}: no answer within ${formatDuration(ATTEMPT_TIMEOUT_MS)}` });
+    });
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      const why =
+        error.code === 'ECONNRESET' ? 'connection closed before an answer' : (error.code ?? error.message);
+      resolve({ ready: false, detail: `GET ${url}: ${why}` });
+    });
+  });
+}
+
+function probeTcp(ready: Extract<ReadySpec, { kind: 'tcp' }>, context: ProbeContext): Promise<ProbeResult> {
+  const target = `tcp ${ready.host}:${ready.port}`;
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: ready.host, port: ready.port });
+    let settled = false;
+    const finish = (result: ProbeResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(
+      () =>
+        finish({
+          ready: false,
+          detail: `${target}: no connection within ${formatDuration(ATTEMPT_TIMEOUT_MS)}`,
+        }),
+      ATTEMPT_TIMEOUT_MS,
+    );
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      finish({ ready: false, detail: `${target}: ${error.code ?? error.message}` }),
+    );
+    socket.on('end', () =>
+      finish({ ready: false, detail: `${target}: the guest closed the connection (nothing listening yet)` }),
+    );
+    socket.on('data', () => finish({ ready: true, detail: `${target}: the guest answered` }));
+    socket.on('connect', () => {
+      setTimeout(async () => {
+        if (settled) return;
+        try {
+          const rows = parseUsernetRows(await context.usernet());
+          const established = rows.some(
+            (r) => r.proto === 'tcp' && r.state === 'ESTABLISHED' && r.hostPort === ready.port,
+          );
+          finish(
+            established
+              ? { ready: true, detail: `${target}: the guest accepted a connection` }
+              : { ready: false, detail: `${target}: the guest has not accepted the connection yet` },
+          );
+        } catch (error) {
+          finish({ ready: false, detail: `${target}: cannot ask QEMU: ${(error as Error).message}` });
+        }
+      }, SETTLE_MS);
+    });
+  });
+}
+
+/**
+ * Probes until ready or `ready.timeoutMs` has passed. Throws NotReadyError naming what was tried and the last
+ * answer. `onAttempt` sees every result (for progress).
+ */
+export async function waitReady(
+  ready: ReadySpec,
+  context: ProbeContext & { onAttempt?: (result: ProbeResult, elapsedMs: number) => void },
+): Promise<{ elapsedMs: number; attempts: number; detail: string }> {
+  const started = Date.now();
+  let attempts = 0;
+  let last: ProbeResult = { ready: false, detail: 'not probed yet' };
+  while (Date.now() - started < ready.timeoutMs) {
+    if (context.signal?.aborted) throw new NotReadyError(`stopped waiting for ${describeProbe(ready)}`);
+    attempts++;
+    last = await probeOnce(ready, context);
+    context.onAttempt?.(last, Date.now() - started);
+    if (last.ready) return { elapsedMs: Date.now() - started, attempts, detail: last.detail };
+    await new Promise((r) => setTimeout(r, RETRY_DELAY_MS));
+  }
+  throw new NotReadyError(
+    `not ready within ${formatDuration(ready.timeoutMs)} (${attempts} attempts at ${describeProbe(ready)}; last: ${last.detail}); the VM was left running so it can be inspected`,
+  );
+}
