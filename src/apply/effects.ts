@@ -6,7 +6,7 @@ import { QvmError } from '../errors.js';
 import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
-import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity } from '../qemu/img.js';
+import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity, growDisk } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
 import { waitReady } from '../ready/probe.js';
@@ -31,6 +31,8 @@ export interface Effects {
   ): Promise<{ elapsedMs: number }>;
   /** Deletes a snapshot from the disk of a stopped VM (qemu-img). */
   deleteSnapshotOffline(disk: string, tag: string): Promise<void>;
+  /** Grows the disk of a stopped VM (qemu-img resize). */
+  growDisk(disk: string, sizeBytes: number): Promise<void>;
 }
 
 /** One HMP command on a fresh connection (QEMU serves one client per socket: hold it only this long). */
@@ -88,6 +90,9 @@ export function realEffects(
     },
     deleteSnapshotOffline(disk, tag) {
       return deleteSnapshot(disk, tag);
+    },
+    growDisk(disk, sizeBytes) {
+      return growDisk(disk, sizeBytes);
     },
     rememberLiveForwards(vm, added, removed) {
       const p = paths(vm);

@@ -13,7 +13,7 @@ import type { Plan, RestartChange, SaveChange, StartChange, UpdateChange, VmChan
 import { SAVED_STATE_TAG } from '../plan/types.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
 import { describeProbe } from '../ready/probe.js';
-import { formatDuration } from '../util/units.js';
+import { formatDuration, formatSize } from '../util/units.js';
 import { type Effects, hasSnapshot } from './effects.js';
 
 export type ProgressEvent =
@@ -142,6 +142,12 @@ async function start(
   if (change.createDisk) {
     step(`creating ${display({ dir: baseDir }, change.createDisk.path)}`);
     await effects.createDisk(change.vm, change.createDisk);
+  }
+  if (change.resizeDisk) {
+    step(
+      `growing ${display({ dir: baseDir }, change.resizeDisk.path)} to ${formatSize(change.resizeDisk.toBytes)}`,
+    );
+    await effects.growDisk(change.resizeDisk.path, change.resizeDisk.toBytes);
   }
   if (change.dropSnapshot && spec.disk) {
     step(`deleting snapshot ${change.dropSnapshot}`);

@@ -2,7 +2,8 @@
  * Starting and stopping QEMU processes, for real. Everything here has a deadline; a QEMU that does not
  * answer is reported, not waited on forever.
  */
-import { appendFileSync, chmodSync, existsSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { execa } from 'execa';
 import { MonitorClosedError, MonitorCommandError, MonitorError, QemuProcessError } from '../errors.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
@@ -10,7 +11,7 @@ import { type AnyMonitor, connectMonitor } from '../qemu/monitor.js';
 import { parseStatus } from '../qemu/parse/status.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { ensurePrivateDir, type Namespace, runtimeRoot, type VmPaths } from '../runtime/paths.js';
-import { checkPidfile, isAlive } from '../runtime/process.js';
+import { checkPidfile, isAlive, readProcess } from '../runtime/process.js';
 import { formatDuration } from '../util/units.js';
 
 /** How long `-daemonize` may take to hand over (it returns once the monitors' sockets exist, ~0.2 s). */
@@ -42,6 +43,10 @@ export function prepareRuntimeDirs(namespace: Namespace, paths: VmPaths): void {
   ensurePrivateDir(runtimeRoot());
   ensurePrivateDir(namespace.dir);
   ensurePrivateDir(paths.dir);
+  // Which manifest this namespace belongs to, so a port held by one of its VMs can be named (observe/ports.ts).
+  const record = path.join(namespace.dir, 'namespace.json');
+  if (!existsSync(record))
+    writeFileSync(record, `${JSON.stringify({ source: namespace.source })}\n`, { mode: 0o600 });
 }
 
 function logLine(paths: VmPaths, text: string): void {
@@ -77,6 +82,12 @@ export async function launchQemu(args: string[], paths: VmPaths): Promise<number
   const stderr = String(result.stderr ?? '').trim();
   if (stderr) logLine(paths, stderr);
   if (result.failed) {
+    const locked = /Failed to get "(?:write|read|consistent read)" lock/.test(stderr)
+      ? lockedImage(stderr)
+      : undefined;
+    if (locked) {
+      throw new QemuProcessError(`QEMU did not start: ${locked}`, [QEMU_SYSTEM, ...args], stderr);
+    }
     const message = result.timedOut
       ? `QEMU did not finish starting within ${formatDuration(LAUNCH_TIMEOUT_MS)}`
       : stderr.replace(new RegExp(`^${QEMU_SYSTEM}: `, 'gm'), '') ||
@@ -96,6 +107,32 @@ export async function launchQemu(args: string[], paths: VmPaths): Promise<number
     if (existsSync(socket)) chmodSync(socket, 0o600);
   }
   return check.process.pid;
+}
+
+/**
+ * QEMU says `Failed to get "write" lock` and `Is another process using the image [PATH]?` when another QEMU
+ * has the disk open. Name the image and, when visible, the process.
+ */
+function lockedImage(stderr: string): string | undefined {
+  const image = /Is another process using the image \[([^\]]+)\]/.exec(stderr)?.[1];
+  if (!image) return undefined;
+  return `the disk ${image} is in use by ${processUsing(image) ?? 'another process'} (QEMU locks an image while it runs)`;
+}
+
+function processUsing(file: string): string | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const info = readProcess(Number(entry));
+    if (!info || !info.argv[0]?.includes('qemu')) continue;
+    if (
+      info.argv.some(
+        (arg) => arg === file || arg.includes(`file=${file}`) || arg.includes(file.replace(/,/g, ',,')),
+      )
+    ) {
+      return `QEMU pid ${info.pid}${info.argv.includes('-name') ? ` (${info.argv[info.argv.indexOf('-name') + 1]?.split(',')[0]})` : ''}`;
+    }
+  }
+  return undefined;
 }
 
 export interface StopTarget {
@@ -131,7 +168,7 @@ export async function stopVm(target: StopTarget, paths?: VmPaths): Promise<StopO
     if (target.adopted) throw error;
     // Our process, but its monitor is dead or frozen: it cannot be asked, so it is ended.
     target.onStep?.('killing (monitor does not answer)');
-    await killProcess(target.pid);
+    await killProcess(target.pid, paths?.pidfile);
     if (paths) removeStaleFiles(paths);
     return 'killed';
   }
@@ -155,7 +192,7 @@ export async function stopVm(target: StopTarget, paths?: VmPaths): Promise<StopO
   }
   if (target.pid !== undefined && !(await waitForExit(target.pid, QUIT_GRACE_MS))) {
     if (target.adopted) throw new QemuProcessError(`${target.vm} did not exit after quit`, [], '');
-    await killProcess(target.pid);
+    await killProcess(target.pid, paths?.pidfile);
     outcome = 'killed';
   }
   if (paths) removeStaleFiles(paths);
@@ -193,7 +230,13 @@ async function powerDown(monitor: AnyMonitor, target: StopTarget): Promise<boole
   return false;
 }
 
-async function killProcess(pid: number): Promise<void> {
+/**
+ * SIGKILL for a QEMU qvm started. The pid is checked again right before the signal: if the process ended and
+ * the pid was reused, the new owner's command line does not name this VM's pidfile, and it is left alone.
+ */
+async function killProcess(pid: number, pidfile: string | undefined): Promise<void> {
+  const info = readProcess(pid);
+  if (!info || (pidfile !== undefined && !info.argv.includes(pidfile))) return;
   try {
     process.kill(pid, 'SIGCONT');
     process.kill(pid, 'SIGKILL');

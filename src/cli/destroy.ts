@@ -12,16 +12,31 @@ import { display } from '../plan/plan.js';
 import type { Plan, StopChange } from '../plan/types.js';
 import { vmPaths } from '../runtime/paths.js';
 import { forgetCreatedDisk, readCreatedDisks } from '../runtime/records.js';
-import { loadContext } from './context.js';
+import { type Context, loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
+import { takeLock } from './plan.js';
 import { progressView } from './progress.js';
 
 export async function destroyCommand(
   names: string[],
-  flags: { file: string; timeout: number; deleteDisks: boolean },
+  flags: { file: string; timeout: number; deleteDisks: boolean; wait: boolean },
   output: Output,
 ): Promise<number> {
   const context = await loadContext(flags.file);
+  const lock = await takeLock(context, 'destroy', flags.wait, output);
+  try {
+    return await destroyLocked(context, names, flags, output);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function destroyLocked(
+  context: Context,
+  names: string[],
+  flags: { timeout: number; deleteDisks: boolean },
+  output: Output,
+): Promise<number> {
   const { manifest, namespace } = context;
   const known = new Set([...manifest.vms.map((v) => v.name), ...listNamespaceVms(namespace)]);
   for (const name of names) {

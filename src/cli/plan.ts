@@ -6,6 +6,7 @@ import { observe } from '../observe/observe.js';
 import { plan as makePlan } from '../plan/plan.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
+import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
 import { formatDuration } from '../util/units.js';
 import { type Context, loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
@@ -41,8 +42,37 @@ export async function planCommand(
   return 0;
 }
 
-export async function applyCommand(flags: PlanFlags & { dryRun: boolean }, output: Output): Promise<number> {
+export async function applyCommand(
+  flags: PlanFlags & { dryRun: boolean; wait: boolean },
+  output: Output,
+): Promise<number> {
   const context = await loadContext(flags.file);
+  // Observe and plan under the lock: what another qvm changed while we waited must be seen.
+  const lock = flags.dryRun ? undefined : await takeLock(context, 'apply', flags.wait, output);
+  try {
+    return await applyLocked(context, flags, output);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** The namespace's lock, saying on stderr what it waits for. */
+export function takeLock(context: Context, command: string, wait: boolean, output: Output): Promise<Lock> {
+  return acquireLock(context.namespace, command, {
+    wait,
+    onWait: (holder) =>
+      writeLine(
+        output.err,
+        `waiting for ${describeHolder(holder)} to finish with the VMs of ${context.manifest.file}`,
+      ),
+  });
+}
+
+async function applyLocked(
+  context: Context,
+  flags: PlanFlags & { dryRun: boolean },
+  output: Output,
+): Promise<number> {
   const plan = await computePlan(context, flags);
   const json = flags.output === 'json';
   if (json) writeLine(output.out, JSON.stringify({ plan: planJson(plan) }));

@@ -305,6 +305,28 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
         }
       }
 
+      // savevm needs every writable drive to support snapshots: a writable raw drive or pflash in args fails it
+      // halfway (QEMU: "Device 'pflash1' is writable but does not support snapshots").
+      if ((raw.snapshot !== undefined || raw.state === 'saved') && Array.isArray(raw.args)) {
+        raw.args.forEach((arg, index) => {
+          const option = raw.args![index - 1];
+          if (option !== '-drive' && option !== '--drive') return;
+          const parts = arg.split(/(?<!,),(?!,)/);
+          const format = parts.find((p) => p.startsWith('format='))?.slice(7);
+          const readonly = parts.some(
+            (p) => p === 'readonly=on' || p === 'readonly' || p === 'readonly=true',
+          );
+          if (!readonly && format !== 'qcow2') {
+            problems.push(
+              located(
+                at('args', index),
+                `is a writable ${format ?? 'raw'} drive, and snapshots (snapshot:, state: saved) need every writable drive to be qcow2: add readonly=on, or use a qcow2 image with format=qcow2`,
+              ),
+            );
+          }
+        });
+      }
+
       let ready: ReadySpec | undefined;
       if (raw.ready !== undefined && accepted('ready')) {
         const r = raw.ready;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { isQvmError, MonitorConnectError } from '../errors.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
 import { kvmUsable } from '../qemu/accel.js';
+import { sameForward } from '../qemu/hostfwd.js';
 import { imageInfo } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
@@ -17,7 +18,8 @@ import { QmpClient } from '../qemu/qmp.js';
 import { ensurePrivateDir, type Namespace, runtimeRoot, vmPaths } from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
 import { readLaunchRecord } from '../runtime/records.js';
-import type { DiskState, HostFacts, Observation, ObservedVm } from './types.js';
+import { checkPort } from './ports.js';
+import type { DiskState, HostFacts, Observation, ObservedVm, PortConflict } from './types.js';
 
 export interface ObserveOptions {
   /** Deadline for each monitor conversation. */
@@ -50,11 +52,42 @@ export async function observe(
     Promise.all(orphanNames.map((name) => observeVm(name, namespace, undefined, options))),
     hostFacts(),
   ]);
+  const byName = new Map(vms.map((v) => [v.name, v]));
   return {
-    vms: new Map(vms.map((v) => [v.name, v])),
+    vms: byName,
     orphans: orphans.filter((o) => o.state !== 'stopped'),
     host,
+    portConflicts: await findPortConflicts(manifest, byName, namespace),
   };
+}
+
+/**
+ * Checks the host ports of forwards that are wanted but not yet set up on their VM. A port held by one of this
+ * manifest's own VMs is not a conflict (a forward moving between two of them); anything else is.
+ */
+async function findPortConflicts(
+  manifest: Manifest,
+  observed: Map<string, ObservedVm>,
+  namespace: Namespace,
+): Promise<PortConflict[]> {
+  const checks: Promise<PortConflict | undefined>[] = [];
+  for (const spec of manifest.vms) {
+    if (spec.state !== 'running') continue;
+    const vm = observed.get(spec.name);
+    if (vm?.state === 'unknown') continue;
+    const have = vm?.state === 'running' && vm.runstate !== 'shutdown' ? vm.forwards : [];
+    for (const forward of spec.forwards) {
+      if (have.some((h) => sameForward(h, forward))) continue;
+      checks.push(
+        checkPort(forward.proto, forward.hostAddress, forward.hostPort).then((result) => {
+          if (result.free) return undefined;
+          if (result.vm && result.vm.namespaceDir === namespace.dir) return undefined;
+          return { vm: spec.name, index: forward.index, holder: result.holder };
+        }),
+      );
+    }
+  }
+  return (await Promise.all(checks)).filter((c): c is PortConflict => c !== undefined);
 }
 
 /** VM folders in a namespace: every VM this namespace has ever started and not destroyed. */

@@ -59,10 +59,20 @@ export interface HostFacts {
   kvmReason: string;
 }
 
+/** A forward the manifest wants whose host port something else holds. */
+export interface PortConflict {
+  vm: string;
+  /** Index in the VM's `forwards`. */
+  index: number;
+  holder: string;
+}
+
 export interface Observation {
   /** By VM name: every VM of the manifest. */
   vms: Map<string, ObservedVm>;
   /** Running VMs of this namespace that the manifest no longer lists. */
   orphans: ObservedVm[];
   host: HostFacts;
+  /** Host ports the manifest's forwards need that are held by something other than this manifest's VMs. */
+  portConflicts: PortConflict[];
 }

@@ -3,13 +3,13 @@
  * No I/O, no clock; VMs in manifest order, orphans after them by name.
  */
 import path from 'node:path';
-import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
+import type { ForwardSpec, Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
 import type { Observation, ObservedVm, RunningVm } from '../observe/types.js';
 import { buildQemuArgs, NETDEV_ID, restartRelevantArgs } from '../qemu/argv.js';
 import { type HostForward, sameForward } from '../qemu/hostfwd.js';
 import type { DiskCreation } from '../qemu/img.js';
 import { type Namespace, vmPaths } from '../runtime/paths.js';
-import { formatMemory } from '../util/units.js';
+import { formatMemory, formatSize } from '../util/units.js';
 import {
   type BootFrom,
   type FieldChange,
@@ -42,7 +42,7 @@ export function plan(manifest: Manifest, observation: Observation, options: Plan
     const observed = observation.vms.get(spec.name);
     if (!observed) throw new Error(`bug: ${spec.name} was not observed`);
     const outcome = spec.monitor
-      ? planAdopted(spec, observed, manifest)
+      ? planAdopted(spec, observed, manifest, observation)
       : planManaged(spec, observed, manifest, observation, options);
     result.changes.push(...outcome.changes);
     result.problems.push(...outcome.problems);
@@ -119,6 +119,27 @@ function planManaged(
   }
 
   /** What a fresh process needs: a disk (maybe created) and where to boot from. Undefined when impossible. */
+  /**
+   * A manifest size above the disk's is a growth (done while stopped); below it is refused, since shrinking
+   * loses whatever lies past the new end. Null when refused.
+   */
+  const diskGrowth = (): { path: string; fromBytes: number; toBytes: number } | undefined | null => {
+    const disk = observed.disk;
+    const want = spec.disk?.sizeBytes;
+    if (!spec.disk || want === undefined || !disk?.exists || disk.virtualSizeBytes === undefined)
+      return undefined;
+    if (want < disk.virtualSizeBytes) {
+      problem(
+        `is ${formatSize(want)} but ${display(manifest, spec.disk.path)} is already ${formatSize(disk.virtualSizeBytes)}; qvm never shrinks a disk (it would cut off data). Set size to ${formatSize(disk.virtualSizeBytes)} or more`,
+        'disk',
+        'size',
+      );
+      return null;
+    }
+    return want > disk.virtualSizeBytes
+      ? { path: spec.disk.path, fromBytes: disk.virtualSizeBytes, toBytes: want }
+      : undefined;
+  };
   const warm = spec.snapshot !== undefined && spec.ready !== undefined;
   const refresh = warm && options.refreshSnapshots === true;
   const prepareStart = ():
@@ -131,6 +152,16 @@ function planManaged(
         dropSnapshot?: string;
       }
     | undefined => {
+    const conflicts = observation.portConflicts.filter((c) => c.vm === spec.name);
+    for (const conflict of conflicts) {
+      const f = spec.forwards.find((x) => x.index === conflict.index)!;
+      problem(
+        `host port ${f.proto} ${f.hostAddress}:${f.hostPort} is in use by ${conflict.holder}`,
+        'forwards',
+        conflict.index,
+      );
+    }
+    if (conflicts.length > 0) return undefined;
     const disk = observed.disk;
     let createDisk: DiskCreation | undefined;
     if (spec.disk && disk && !disk.exists) {
@@ -147,6 +178,21 @@ function planManaged(
       problem(`cannot read ${display(manifest, spec.disk.path)}: ${disk.error}`, 'disk');
       return undefined;
     }
+    if (
+      spec.disk &&
+      disk?.exists &&
+      disk.format !== 'qcow2' &&
+      (spec.snapshot !== undefined || spec.state === 'saved')
+    ) {
+      const shown = display(manifest, spec.disk.path);
+      problem(
+        `${shown} is a ${disk.format} image, and snapshots (snapshot:, state: saved) need every writable disk to be qcow2. Convert it: qemu-img convert -O qcow2 ${shown} ${shown.replace(/\.[^./]*$/, '')}.qcow2, then point disk at the new file`,
+        'disk',
+      );
+      return undefined;
+    }
+    const resizeDisk = diskGrowth();
+    if (resizeDisk === null) return undefined;
     const snapshots = disk?.snapshots ?? [];
     let bootFrom: BootFrom | undefined;
     let saveSnapshot: string | undefined;
@@ -173,6 +219,7 @@ function planManaged(
     }
     return {
       ...(createDisk ? { createDisk } : {}),
+      ...(resizeDisk ? { resizeDisk } : {}),
       ...(bootFrom ? { bootFrom } : {}),
       ...(spec.disk ? { diskFormat: disk?.format ?? 'qcow2' } : {}),
       ...(spec.ready ? { ready: spec.ready } : {}),
@@ -250,16 +297,23 @@ function planManaged(
   const wanted = argsFor({ ...(spec.disk ? { diskFormat: running.disk?.format ?? 'qcow2' } : {}) }, []);
   const argsDiffer = !sameArgs(restartRelevantArgs(runningArgs), restartRelevantArgs(wanted));
   const stuck = STUCK_RUNSTATES.has(running.runstate) ? running.runstate : undefined;
-  if (argsDiffer || stuck || refresh) {
+  const growth = diskGrowth();
+  if (growth === null) return out;
+  if (argsDiffer || stuck || refresh || growth) {
     const prepared = prepareStart();
     if (!prepared) return out;
     out.changes.push({
       action: 'restart',
       vm: spec.name,
       pid: running.pid!,
-      fields: running.launch
-        ? fieldChanges(running.launch.spec, running.launch.accel ?? '?', spec, accel, manifest)
-        : [],
+      fields: [
+        ...(running.launch
+          ? fieldChanges(running.launch.spec, running.launch.accel ?? '?', spec, accel, manifest)
+          : []),
+        ...(growth
+          ? [{ field: 'disk size', from: formatSize(growth.fromBytes), to: formatSize(growth.toBytes) }]
+          : []),
+      ],
       ...(stuck ? { stuckIn: stuck } : {}),
       ...(refresh ? { refreshSnapshot: true } : {}),
       argsBefore: runningArgs,
@@ -271,12 +325,47 @@ function planManaged(
     return out;
   }
 
-  const update = forwardUpdate(spec, running, paths.qmp, NETDEV_ID);
+  const update = forwardUpdate(
+    spec,
+    running,
+    paths.qmp,
+    NETDEV_ID,
+    withoutConflicts(spec, observation, problem),
+  );
   if (update) out.changes.push(update);
   return out;
 }
 
-function planAdopted(spec: VmSpec, observed: ObservedVm, manifest: Manifest): Outcome {
+/**
+ * The VM's forwards minus those whose host port something else holds: each of those is a located problem,
+ * and the others are still applied.
+ */
+function withoutConflicts(
+  spec: VmSpec,
+  observation: Observation,
+  problem: (message: string, ...field: (string | number)[]) => void,
+): ForwardSpec[] {
+  const taken = new Map(
+    observation.portConflicts.filter((c) => c.vm === spec.name).map((c) => [c.index, c.holder]),
+  );
+  return spec.forwards.filter((f) => {
+    const holder = taken.get(f.index);
+    if (holder === undefined) return true;
+    problem(
+      `host port ${f.proto} ${f.hostAddress}:${f.hostPort} is in use by ${holder}`,
+      'forwards',
+      f.index,
+    );
+    return false;
+  });
+}
+
+function planAdopted(
+  spec: VmSpec,
+  observed: ObservedVm,
+  manifest: Manifest,
+  observation: Observation,
+): Outcome {
   const out: Outcome = { changes: [], problems: [], notes: [] };
   const socket = spec.monitor!;
   const ignored = spec.adoptedIgnores ?? [];
@@ -305,7 +394,13 @@ function planAdopted(spec: VmSpec, observed: ObservedVm, manifest: Manifest): Ou
     return out;
   }
   const netdev = observed.forwards[0]?.netdev ?? '';
-  const update = forwardUpdate(spec, observed, socket, netdev);
+  const problem = (message: string, ...field: (string | number)[]) =>
+    out.problems.push({
+      vm: spec.name,
+      message,
+      ...(field.length ? { location: locate(manifest, spec.name, ...field) } : {}),
+    });
+  const update = forwardUpdate(spec, observed, socket, netdev, withoutConflicts(spec, observation, problem));
   if (update) out.changes.push(update);
   return out;
 }
@@ -328,12 +423,14 @@ function forwardUpdate(
   running: RunningVm,
   socket: string,
   netdev: string,
+  wanted: ForwardSpec[],
 ): VmChange | undefined {
   const known = [...(running.launch?.spec.forwards ?? []), ...(running.launch?.liveForwards ?? [])];
-  const add = spec.forwards
+  const add = wanted
     .filter((want) => !running.forwards.some((have) => sameForward(have, want)))
     .map(({ index: _index, ...forward }) => forward);
   const remove = running.forwards
+    // A forward whose port conflicts is still the manifest's: do not remove one that exists.
     .filter((have) => !spec.forwards.some((want) => sameForward(have, want)))
     .map(({ netdev: _netdev, ...forward }) => ({
       ...forward,

@@ -186,6 +186,11 @@ function startText(plan: Plan, change: StartChange): string {
 /** The warm-snapshot steps a start will take, in plan words. */
 function afterStartDetails(change: AfterStart): string[] {
   const out: string[] = [];
+  if (change.resizeDisk) {
+    out.push(
+      `grows the disk ${formatSize(change.resizeDisk.fromBytes)} -> ${formatSize(change.resizeDisk.toBytes)}`,
+    );
+  }
   if (change.dropSnapshot) out.push(`drops snapshot ${change.dropSnapshot}`);
   if (change.saveSnapshot) out.push(`cold boot, then saves snapshot ${change.saveSnapshot} once ready`);
   return out;
@@ -204,6 +209,7 @@ export function argvDiff(before: string[], after: string[], c: Colors): string[]
       context: 1,
     },
   );
+  if (patch.hunks.length === 0) return [];
   const lines = [c.dim(`${QEMU_SYSTEM} command line:`)];
   for (const hunk of patch.hunks) {
     if (lines.length > 1) lines.push(c.dim('  ...'));

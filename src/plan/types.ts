@@ -34,6 +34,8 @@ export interface AfterStart {
   saveSnapshot?: string;
   /** Delete this snapshot from the disk before starting (`apply --refresh-snapshot`). */
   dropSnapshot?: string;
+  /** Grow the disk to the manifest's size before starting (qemu-img resize; never shrinks). */
+  resizeDisk?: { path: string; fromBytes: number; toBytes: number };
 }
 
 export interface StartChange extends AfterStart {

@@ -121,3 +121,8 @@ export function fileIdentity(file: string): { dev: number; ino: number } | undef
 export async function deleteSnapshot(file: string, tag: string): Promise<void> {
   await run(['snapshot', '-d', tag, file], `deleting snapshot ${tag} from ${file}`);
 }
+
+/** Grows a disk. Without --shrink, qemu-img itself refuses to make an image smaller. */
+export async function growDisk(file: string, sizeBytes: number): Promise<void> {
+  await run(['resize', '-q', file, String(sizeBytes)], `growing ${file} to ${formatSize(sizeBytes)}`);
+}

@@ -23,6 +23,7 @@ import { plan as makePlan } from '../plan/plan.js';
 import { renderPlan } from '../plan/render.js';
 import type { Plan, VmChange } from '../plan/types.js';
 import { QmpClient } from '../qemu/qmp.js';
+import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
 import { type Namespace, namespaceFor, vmPaths } from '../runtime/paths.js';
 import { Backoff } from './backoff.js';
 import type { WatchLog } from './log.js';
@@ -152,6 +153,7 @@ class Watcher {
     log.emit({ event: 'pass-started', pass: number, triggers });
     let changes = 0;
     let failed = 0;
+    let lock: Lock | undefined;
     try {
       let manifest: Manifest;
       try {
@@ -166,6 +168,17 @@ class Watcher {
         });
         return;
       }
+      lock = await acquireLock(this.namespace, 'watch', {
+        wait: true,
+        signal: this.options.signal,
+        onWait: (holder) =>
+          log.emit({
+            event: 'note',
+            pass: number,
+            vm: '(all)',
+            message: `waiting for ${describeHolder(holder)}`,
+          }),
+      });
       const observation = await observe(manifest, this.namespace, { timeoutMs: this.options.timeoutMs });
       const full = makePlan(manifest, observation, {
         namespace: this.namespace,
@@ -220,6 +233,7 @@ class Watcher {
       if (!isQvmError(error)) throw error;
       log.emit({ event: 'error', pass: number, message: error.message });
     } finally {
+      await lock?.release();
       log.emit({ event: 'pass-finished', pass: number, durationMs: Date.now() - started, changes, failed });
     }
   }

@@ -18,8 +18,18 @@ export function manifest(text: string): Manifest {
   return result.manifest!;
 }
 
-export function observation(vms: ObservedVm[], orphans: ObservedVm[] = [], kvmUsable = false): Observation {
-  return { vms: new Map(vms.map((v) => [v.name, v])), orphans, host: { kvmUsable, kvmReason: 'test' } };
+export function observation(
+  vms: ObservedVm[],
+  orphans: ObservedVm[] = [],
+  kvmUsable = false,
+  portConflicts: Observation['portConflicts'] = [],
+): Observation {
+  return {
+    vms: new Map(vms.map((v) => [v.name, v])),
+    orphans,
+    host: { kvmUsable, kvmReason: 'test' },
+    portConflicts,
+  };
 }
 
 export function stopped(name: string, extra: Partial<StoppedVm> = {}): StoppedVm {

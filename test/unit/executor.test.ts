@@ -45,6 +45,9 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     async deleteSnapshotOffline(diskPath, tag) {
       calls.push(`qemu-img snapshot -d ${tag} ${diskPath}`);
     },
+    async growDisk(diskPath, size) {
+      calls.push(`qemu-img resize ${diskPath} ${size}`);
+    },
   };
   return { calls, effects };
 }

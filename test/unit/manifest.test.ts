@@ -360,3 +360,18 @@ describe('readiness and restart policy', () => {
     expect(found.map((f) => f.replace(/^vm\.yaml:\d+:\d+: /, ''))).toEqual([message]);
   });
 });
+
+describe('snapshot pre-checks on extra drives', () => {
+  it('refuses a writable raw pflash drive when the VM uses snapshots', () => {
+    const found = problems(
+      'vms:\n  a:\n    disk: d.qcow2\n    state: saved\n    args: [-drive, "if=pflash,format=raw,file=vars.fd"]\n',
+    );
+    expect(found).toEqual([
+      'vm.yaml:5:20: vms.a.args[1]: is a writable raw drive, and snapshots (snapshot:, state: saved) need every writable drive to be qcow2: add readonly=on, or use a qcow2 image with format=qcow2',
+    ]);
+    valid(
+      'vms:\n  a:\n    disk: d.qcow2\n    state: saved\n    args: [-drive, "if=pflash,format=raw,readonly=on,file=code.fd"]\n',
+    );
+    valid('vms:\n  a:\n    args: [-drive, "if=pflash,format=raw,file=vars.fd"]\n');
+  });
+});

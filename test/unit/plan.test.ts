@@ -432,3 +432,78 @@ describe('warm starts and restart policy', () => {
     ]);
   });
 });
+
+describe('safety checks in the plan', () => {
+  it('names the holder of a port a start needs, at the forward, and starts nothing', () => {
+    const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80", "tcp::8081-:81"]\n');
+    const p = plan(
+      m,
+      observation([stopped('web')], [], false, [
+        { vm: 'web', index: 1, holder: 'pid 77 (nc -l 127.0.0.1 8081)' },
+      ]),
+      options,
+    );
+    expect(p.changes).toEqual([]);
+    expect(renderPlan(p).split('\n')[0]).toBe(
+      '  ! web   error: qvm.yaml:3:33: vms.web.forwards.1: host port tcp 127.0.0.1:8081 is in use by pid 77 (nc -l 127.0.0.1 8081)',
+    );
+  });
+
+  it('still applies the other forwards live when one port is taken', () => {
+    const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80", "tcp::8081-:81"]\n');
+    const running = runningAsSpecified(manifest('vms:\n  web: {}\n'), 'web');
+    const p = plan(
+      m,
+      observation([running], [], false, [
+        { vm: 'web', index: 0, holder: 'VM api of /srv/other/qvm.yaml (pid 5)' },
+      ]),
+      options,
+    );
+    expect(p.changes).toMatchObject([{ action: 'update', add: [{ hostPort: 8081 }], remove: [] }]);
+    expect(p.problems[0]!.message).toBe(
+      'host port tcp 127.0.0.1:8080 is in use by VM api of /srv/other/qvm.yaml (pid 5)',
+    );
+  });
+
+  it('refuses to shrink a disk, and grows one with a restart', () => {
+    const small = manifest('vms:\n  web:\n    disk: { path: d.qcow2, size: 1G }\n');
+    const p = plan(
+      small,
+      observation([stopped('web', { disk: disk('/srv/vms/d.qcow2', { virtualSizeBytes: 2 * 2 ** 30 }) })]),
+      options,
+    );
+    expect(p.changes).toEqual([]);
+    expect(p.problems[0]!.message).toBe(
+      'is 1G but d.qcow2 is already 2G; qvm never shrinks a disk (it would cut off data). Set size to 2G or more',
+    );
+    expect(p.problems[0]!.location).toMatchObject({ line: 3, path: 'vms.web.disk.size' });
+
+    const big = manifest('vms:\n  web:\n    disk: { path: d.qcow2, size: 4G }\n');
+    const running = runningAsSpecified(big, 'web', {
+      disk: disk('/srv/vms/d.qcow2', { virtualSizeBytes: 2 * 2 ** 30 }),
+    });
+    const q = plan(big, observation([running]), options);
+    expect(q.changes).toMatchObject([
+      {
+        action: 'restart',
+        fields: [{ field: 'disk size', from: '2G', to: '4G' }],
+        resizeDisk: { toBytes: 4 * 2 ** 30 },
+      },
+    ]);
+    expect(renderPlan(q).split('\n')[0]).toBe('  ~ web   restart: disk size 2G -> 4G');
+  });
+
+  it('refuses snapshots on a raw disk, with the command that fixes it', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.img\n    state: saved\n');
+    const running = runningAsSpecified(m, 'web', { disk: disk('/srv/vms/d.img', { format: 'raw' }) });
+    const p = plan(
+      manifest('vms:\n  web:\n    disk: d.img\n    snapshot: s\n'),
+      observation([stopped('web', { disk: disk('/srv/vms/d.img', { format: 'raw' }) })]),
+      options,
+    );
+    expect(p.problems[0]!.message).toBe(
+      'd.img is a raw image, and snapshots (snapshot:, state: saved) need every writable disk to be qcow2. Convert it: qemu-img convert -O qcow2 d.img d.qcow2, then point disk at the new file',
+    );
+    expect(running.disk!.format).toBe('raw');
+  });
+});
