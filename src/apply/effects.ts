@@ -11,6 +11,7 @@ import { connectMonitor } from '../qemu/monitor.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
 import { waitReady } from '../ready/probe.js';
 import { type Namespace, type VmPaths, vmPaths } from '../runtime/paths.js';
+import { checkPidfile } from '../runtime/process.js';
 import { readLaunchRecord, recordCreatedDisk, writeLaunchRecord } from '../runtime/records.js';
 import { launchQemu, prepareRuntimeDirs, type StopOutcome, type StopTarget, stopVm } from './supervisor.js';
 
@@ -25,6 +26,7 @@ export interface Effects {
   rememberLiveForwards(vm: string, added: HostForward[], removed: HostForward[]): void;
   /** Waits for the readiness probe; throws NotReadyError at its timeout. */
   waitReady(
+    vm: string,
     ready: ReadySpec,
     socket: string,
     onAttempt?: (detail: string) => void,
@@ -81,9 +83,11 @@ export function realEffects(
       return stopVm(target, target.adopted ? undefined : paths(target.vm));
     },
     monitorCommand,
-    async waitReady(ready, socket, onAttempt) {
+    async waitReady(vm, ready, socket, onAttempt) {
+      const pidfile = paths(vm).pidfile;
       return waitReady(ready, {
         usernet: () => monitorCommand(socket, 'info usernet', 5000),
+        alive: () => checkPidfile(pidfile).kind === 'ours',
         ...(options.signal ? { signal: options.signal } : {}),
         ...(onAttempt ? { onAttempt: (result) => onAttempt(result.detail) } : {}),
       });

@@ -172,7 +172,7 @@ async function start(
   if (change.ready) {
     const what = describeProbe(change.ready);
     step(`waiting for ready (${what})`);
-    const { elapsedMs } = await effects.waitReady(change.ready, change.socket, (detail) =>
+    const { elapsedMs } = await effects.waitReady(change.vm, change.ready, change.socket, (detail) =>
       step(`waiting for ready: ${detail}`),
     );
     notes.push(`ready in ${formatDuration(elapsedMs)}`);

@@ -5,10 +5,11 @@
  * final name.
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { QemuProcessError } from '../errors.js';
+import { isAlive } from '../runtime/process.js';
 import { formatSize } from '../util/units.js';
 
 export const QEMU_IMG = 'qemu-img';
@@ -73,6 +74,7 @@ export class DiskExistsError extends QemuProcessError {}
 export async function createDisk(disk: DiskCreation): Promise<void> {
   const dir = path.dirname(disk.path);
   mkdirSync(dir, { recursive: true });
+  removeAbandonedTemporaries(dir);
   const temporary = path.join(
     dir,
     `.${path.basename(disk.path)}.qvm-${process.pid}-${randomBytes(4).toString('hex')}`,
@@ -104,6 +106,30 @@ export async function createDisk(disk: DiskCreation): Promise<void> {
       unlinkSync(temporary);
     } catch {
       // never created, or already gone
+    }
+  }
+}
+
+/**
+ * A qvm killed while qemu-img was writing leaves `.NAME.qvm-PID-RANDOM` behind (never the final name). Those
+ * whose creator is gone are removed; they were never a disk anyone used.
+ */
+function removeAbandonedTemporaries(dir: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const m = /^\..+\.qvm-(\d+)-[0-9a-f]{8}$/.exec(entry);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    try {
+      unlinkSync(path.join(dir, entry));
+    } catch {
+      // someone else cleaned it
     }
   }
 }

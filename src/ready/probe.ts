@@ -24,6 +24,8 @@ export interface ProbeContext {
   /** `info usernet` of the VM, for the tcp probe. */
   usernet: () => Promise<string>;
   signal?: AbortSignal;
+  /** False once the VM's QEMU has exited: waiting on it any longer is pointless. */
+  alive?: () => boolean;
 }
 
 const ATTEMPT_TIMEOUT_MS = 1000;
@@ -124,6 +126,11 @@ export async function waitReady(
   let last: ProbeResult = { ready: false, detail: 'not probed yet' };
   while (Date.now() - started < ready.timeoutMs) {
     if (context.signal?.aborted) throw new NotReadyError(`stopped waiting for ${describeProbe(ready)}`);
+    if (context.alive && !context.alive()) {
+      throw new NotReadyError(
+        `QEMU exited while waiting for ${describeProbe(ready)}; see \`qvm logs\` for why`,
+      );
+    }
     attempts++;
     last = await probeOnce(ready, context);
     context.onAttempt?.(last, Date.now() - started);

@@ -38,7 +38,7 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     rememberLiveForwards(vm, added, removed) {
       calls.push(`${vm}: remember +${added.length} -${removed.length}`);
     },
-    async waitReady(ready, socket) {
+    async waitReady(_vm, ready, socket) {
       calls.push(`${socket}: wait ready ${ready.kind} ${ready.port}`);
       return { elapsedMs: 1500 };
     },
