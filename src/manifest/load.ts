@@ -90,7 +90,15 @@ export function parseYaml(text: string, file: string): LoadedYaml {
     });
   }
   const doc = docs[0];
-  const value = doc && diagnostics.length === 0 ? doc.toJS({ maxAliasCount: 100 }) : undefined;
+  let value: unknown;
+  if (doc && diagnostics.length === 0) {
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (error) {
+      // Unresolved aliases and alias bombs ("excessive alias count") surface only when converting.
+      diagnostics.push({ file, ...at(doc.range[0]), message: `YAML: ${plainYamlMessage((error as Error).message)}` });
+    }
+  }
 
   const locate = (path: FieldPath, options?: { key?: boolean }): SourcePosition | undefined => {
     if (!doc?.contents) return undefined;

@@ -29,7 +29,7 @@ export function schemaDiagnostics(loaded: LoadedYaml): Diagnostic[] {
   const seen = new Set<string>();
   const out: Diagnostic[] = [];
   for (const error of validate.errors ?? []) {
-    const described = describeError(error);
+    const described = describeError(error, loaded.value);
     if (!described) continue;
     const key = formatFieldPath(described.path);
     if (seen.has(key)) continue; // the first finding per field is the useful one (type before pattern)
@@ -47,13 +47,22 @@ interface Described {
   atKey?: boolean;
 }
 
-function pointerToPath(pointer: string): (string | number)[] {
+/** A JSON pointer as a field path; a part is an index only where the value there is a list (a key may be "0"). */
+function pointerToPath(pointer: string, root: unknown): (string | number)[] {
   if (!pointer) return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((part) => (/^(0|[1-9][0-9]*)$/.test(part) ? Number(part) : part));
+  const path: (string | number)[] = [];
+  let node: unknown = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const part = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(node) && /^(0|[1-9][0-9]*)$/.test(part)) {
+      path.push(Number(part));
+      node = node[Number(part)];
+    } else {
+      path.push(part);
+      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined;
+    }
+  }
+  return path;
 }
 
 /** A value as it appears in a message: strings quoted, objects named by their kind. */
@@ -75,8 +84,8 @@ const typeNames: Record<string, string> = {
   boolean: 'true or false',
 };
 
-function describeError(error: ErrorObject): Described | undefined {
-  const path = pointerToPath(error.instancePath);
+function describeError(error: ErrorObject, root: unknown): Described | undefined {
+  const path = pointerToPath(error.instancePath, root);
   const schemaMessage = error.parentSchema?.errorMessage as string | undefined;
   switch (error.keyword) {
     case 'if':

@@ -375,3 +375,18 @@ describe('snapshot pre-checks on extra drives', () => {
     valid('vms:\n  a:\n    args: [-drive, "if=pflash,format=raw,file=vars.fd"]\n');
   });
 });
+
+describe('inputs found by the property tests', () => {
+  it('a VM named "0" is a key, not a list index', () => {
+    expect(problems('vms:\n  "0":\n    ready: null\n')).toEqual([
+      'vm.yaml:2:3: vms["0"]: must be lowercase letters, digits and \'-\', start with a letter, and be at most 40 characters long, got "0"',
+      'vm.yaml:3:12: vms["0"].ready: must be a mapping with tcp or http, and optionally timeout, got null',
+    ]);
+  });
+
+  it('an alias to an anchor that is not set is a located YAML error, not a crash', () => {
+    expect(problems('vms:\n  a:\n    cpus: *nowhere\n')).toEqual([
+      'vm.yaml:1:1: YAML: Unresolved alias (the anchor must be set before the alias): nowhere',
+    ]);
+  });
+});
