@@ -2,7 +2,15 @@
  * Starting and stopping QEMU processes, for real. Everything here has a deadline; a QEMU that does not
  * answer is reported, not waited on forever.
  */
-import { appendFileSync, chmodSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { MonitorClosedError, MonitorCommandError, MonitorError, QemuProcessError } from '../errors.js';
@@ -60,53 +68,73 @@ function logLine(paths: VmPaths, text: string): void {
 /**
  * Launches `qemu-system-x86_64 ARGS` (which include -daemonize and -pidfile) and returns the daemon's pid.
  * QEMU's start errors (a taken port, a locked disk, a missing snapshot) come back as a QemuProcessError
- * carrying QEMU's message, and are also appended to the VM's qemu.log.
+ * carrying QEMU's message. On failure nothing of the attempt is left in the runtime folder but the logs, so
+ * a VM that never started does not look crashed.
+ *
+ * QEMU quirks: with -D, a daemonizing QEMU writes its messages, start errors included, to that file rather
+ * than to stderr, and it truncates the file when it opens it. So the previous run's log is kept as
+ * qemu.previous.log, and a failed start's message is read from the log when stderr is empty. -daemonize also
+ * sets QEMU's umask to 027; the 0700 folder keeps others out, and the files are made 0600 once they exist.
  */
 export async function launchQemu(args: string[], paths: VmPaths): Promise<number> {
   removeStaleFiles(paths);
-  logLine(paths, `starting: ${QEMU_SYSTEM} ${args.join(' ')}`);
-  // Sockets are created with the umask in force: make them private from the start (0600, dir 0700).
-  const previousUmask = process.umask(0o077);
-  let child: ReturnType<typeof execa>;
-  try {
-    child = execa(QEMU_SYSTEM, args, {
-      reject: false,
-      timeout: LAUNCH_TIMEOUT_MS,
-      stdin: 'ignore',
-      cwd: paths.dir,
-    });
-  } finally {
-    process.umask(previousUmask);
-  }
-  const result = await child;
+  keepPreviousLog(paths);
+  const result = await execa(QEMU_SYSTEM, args, {
+    reject: false,
+    timeout: LAUNCH_TIMEOUT_MS,
+    stdin: 'ignore',
+    cwd: paths.dir,
+  });
   const stderr = String(result.stderr ?? '').trim();
+  const said = stderr || readText(paths.qemuLog).trim();
   if (stderr) logLine(paths, stderr);
   if (result.failed) {
-    const locked = /Failed to get "(?:write|read|consistent read)" lock/.test(stderr)
-      ? lockedImage(stderr)
+    removeStaleFiles(paths);
+    const locked = /Failed to get "(?:write|read|consistent read)" lock/.test(said)
+      ? lockedImage(said)
       : undefined;
     if (locked) {
-      throw new QemuProcessError(`QEMU did not start: ${locked}`, [QEMU_SYSTEM, ...args], stderr);
+      throw new QemuProcessError(`QEMU did not start: ${locked}`, [QEMU_SYSTEM, ...args], said);
     }
     const message = result.timedOut
       ? `QEMU did not finish starting within ${formatDuration(LAUNCH_TIMEOUT_MS)}`
-      : stderr.replace(new RegExp(`^${QEMU_SYSTEM}: `, 'gm'), '') ||
+      : said.replace(new RegExp(`^${QEMU_SYSTEM}: `, 'gm'), '') ||
         (result.cause as Error | undefined)?.message ||
         `exit code ${result.exitCode}`;
-    throw new QemuProcessError(`QEMU did not start: ${message}`, [QEMU_SYSTEM, ...args], stderr);
+    throw new QemuProcessError(`QEMU did not start: ${message}`, [QEMU_SYSTEM, ...args], said);
   }
   const check = checkPidfile(paths.pidfile);
   if (check.kind !== 'ours') {
+    removeStaleFiles(paths);
+    const message = readText(paths.qemuLog)
+      .trim()
+      .replace(new RegExp(`^${QEMU_SYSTEM}: `, 'gm'), '');
     throw new QemuProcessError(
-      `QEMU exited right after starting (see ${paths.qemuLog})`,
+      `QEMU exited right after starting${message ? `: ${message}` : ` (see ${paths.qemuLog})`}`,
       [QEMU_SYSTEM, ...args],
-      stderr,
+      said,
     );
   }
-  for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial]) {
-    if (existsSync(socket)) chmodSync(socket, 0o600);
+  for (const file of [paths.qmp, paths.events, paths.hmp, paths.serial, paths.serialLog, paths.qemuLog]) {
+    if (existsSync(file)) chmodSync(file, 0o600);
   }
+  logLine(paths, `started pid ${check.process.pid}: ${QEMU_SYSTEM} ${args.join(' ')}`);
   return check.process.pid;
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** QEMU truncates its -D log on start: keep the last run's messages (why it crashed, say). */
+function keepPreviousLog(paths: VmPaths): void {
+  const text = readText(paths.qemuLog);
+  if (text.trim() === '') return;
+  writeFileSync(paths.previousQemuLog, text, { mode: 0o600 });
 }
 
 /**
@@ -123,7 +151,7 @@ function processUsing(file: string): string | undefined {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const info = readProcess(Number(entry));
-    if (!info || !info.argv[0]?.includes('qemu')) continue;
+    if (!info?.argv[0]?.includes('qemu')) continue;
     if (
       info.argv.some(
         (arg) => arg === file || arg.includes(`file=${file}`) || arg.includes(file.replace(/,/g, ',,')),

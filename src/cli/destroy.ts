@@ -94,6 +94,7 @@ async function destroyLocked(
     for (const file of [paths.pidfile, paths.qmp, paths.events, paths.hmp, paths.serial, paths.launch]) {
       rmSync(file, { force: true });
     }
+    const deleted: string[] = [];
     if (flags.deleteDisks) {
       for (const disk of readCreatedDisks(paths.dir)) {
         const shown = display(manifest, disk.path);
@@ -113,6 +114,7 @@ async function destroyLocked(
           continue;
         }
         unlinkSync(disk.path);
+        deleted.push(disk.path);
         forgetCreatedDisk(paths.dir, disk.path);
         writeLine(output.out, `${name}: deleted ${shown} (created by qvm)`);
       }
@@ -120,7 +122,11 @@ async function destroyLocked(
       rmSync(paths.dir, { recursive: true, force: true });
     }
     const spec = manifest.vms.find((v) => v.name === name);
-    const keptDisk = !flags.deleteDisks && spec?.disk ? `; kept ${display(manifest, spec.disk.path)}` : '';
+    const created = new Set(deleted);
+    const keptDisk =
+      spec?.disk && !created.has(spec.disk.path)
+        ? `; kept ${display(manifest, spec.disk.path)}${flags.deleteDisks ? ' (qvm did not create it)' : ''}`
+        : '';
     writeLine(output.out, `${name}: destroyed${keptDisk}`);
   }
   return failed > 0 ? 1 : 0;

@@ -96,7 +96,11 @@ export function parseYaml(text: string, file: string): LoadedYaml {
       value = doc.toJS({ maxAliasCount: 100 });
     } catch (error) {
       // Unresolved aliases and alias bombs ("excessive alias count") surface only when converting.
-      diagnostics.push({ file, ...at(doc.range[0]), message: `YAML: ${plainYamlMessage((error as Error).message)}` });
+      diagnostics.push({
+        file,
+        ...at(doc.range[0]),
+        message: `YAML: ${plainYamlMessage((error as Error).message)}`,
+      });
     }
   }
 

@@ -65,7 +65,8 @@ export function findHolder(
       vm: { name: vm.vm, namespaceDir: vm.namespaceDir },
     };
   }
-  const command = info.argv.join(' ');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a command line may hold newlines; keep the message on one line
+  const command = info.argv.join(' ').replace(/[\u0000-\u001f\u007f]+/g, ' ');
   return { holder: `pid ${pid} (${command.length > 80 ? `${command.slice(0, 77)}...` : command})` };
 }
 

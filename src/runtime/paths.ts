@@ -12,7 +12,7 @@
  *   <root>/<namespace>/<vm>/serial.sock   the serial console (also logged to serial.log)
  *   <root>/<namespace>/<vm>/qemu.pid      QEMU's pidfile (locked by QEMU while it runs)
  *   <root>/<namespace>/<vm>/launch.json   how the running process was started (argv, spec, disks created)
- *   <root>/<namespace>/<vm>/qemu.log      QEMU's own messages (start errors and, via -D, later ones)
+ *   <root>/<namespace>/<vm>/qemu.log      QEMU's own messages (via -D; the previous run's in qemu.previous.log)
  *
  * root is $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /tmp/qvm-<uid>; it must be ours and 0700.
  */
@@ -35,6 +35,8 @@ export interface VmPaths {
   pidfile: string;
   launch: string;
   qemuLog: string;
+  /** The previous run's qemu.log (QEMU truncates its log when it starts). */
+  previousQemuLog: string;
 }
 
 export interface Namespace {
@@ -82,6 +84,7 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     pidfile: path.join(dir, 'qemu.pid'),
     launch: path.join(dir, 'launch.json'),
     qemuLog: path.join(dir, 'qemu.log'),
+    previousQemuLog: path.join(dir, 'qemu.previous.log'),
   };
   for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
