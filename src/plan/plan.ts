@@ -17,6 +17,7 @@ import {
   type PlanNote,
   type PlanProblem,
   SAVED_STATE_TAG,
+  type StartReason,
   type VmChange,
 } from './types.js';
 
@@ -235,23 +236,28 @@ function planManaged(
       ...(prepared.diskFormat ? { diskFormat: prepared.diskFormat } : {}),
     });
 
+  /** A start of a fresh process, when prepareStart allows one. */
+  const pushStart = (reason: StartReason, extra: { detail?: string; replacesPid?: number }) => {
+    const prepared = prepareStart();
+    if (!prepared) return;
+    out.changes.push({
+      action: 'start',
+      vm: spec.name,
+      reason: prepared.bootFrom?.kind === 'saved-state' ? 'resume' : reason,
+      ...extra,
+      ...prepared,
+      args: argsFor(prepared, spec.forwards),
+      socket: paths.qmp,
+    });
+  };
+
   if (observed.state === 'stopped') {
     if (spec.state !== 'running') return out;
     if (options.restartPolicy && observed.stale && spec.restart === 'never') {
       out.notes.push({ vm: spec.name, message: 'died (its QEMU exited); restart: never leaves it down' });
       return out;
     }
-    const prepared = prepareStart();
-    if (!prepared) return out;
-    out.changes.push({
-      action: 'start',
-      vm: spec.name,
-      reason: prepared.bootFrom?.kind === 'saved-state' ? 'resume' : observed.stale ? 'exited' : 'new',
-      ...(observed.stale ? { detail: observed.stale } : {}),
-      ...prepared,
-      args: argsFor(prepared, spec.forwards),
-      socket: paths.qmp,
-    });
+    pushStart(observed.stale ? 'exited' : 'new', observed.stale ? { detail: observed.stale } : {});
     return out;
   }
 
@@ -279,17 +285,7 @@ function planManaged(
       });
       return out;
     }
-    const prepared = prepareStart();
-    if (!prepared) return out;
-    out.changes.push({
-      action: 'start',
-      vm: spec.name,
-      reason: 'guest-powered-off',
-      replacesPid: running.pid!,
-      ...prepared,
-      args: argsFor(prepared, spec.forwards),
-      socket: paths.qmp,
-    });
+    pushStart('guest-powered-off', { replacesPid: running.pid! });
     return out;
   }
 

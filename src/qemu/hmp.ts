@@ -18,7 +18,7 @@ import {
 } from '../errors.js';
 import { formatDuration } from '../util/units.js';
 import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
-import { DEFAULT_MONITOR_TIMEOUT_MS, openUnixSocket, readFirstBytes } from './socket.js';
+import { openAndGreet } from './socket.js';
 
 const PROMPT = '(qemu) ';
 
@@ -63,16 +63,8 @@ export class HmpClient {
   }
 
   static async connect(socketPath: string, options: { timeoutMs?: number } = {}): Promise<HmpClient> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_MONITOR_TIMEOUT_MS;
-    const started = Date.now();
-    const socket = await openUnixSocket(socketPath, timeoutMs);
-    const first = await readFirstBytes(
-      socket,
-      socketPath,
-      Math.max(1, timeoutMs - (Date.now() - started)),
-      timeoutMs,
-    );
-    return HmpClient.fromBanner(socket, socketPath, first, timeoutMs - (Date.now() - started), timeoutMs);
+    const g = await openAndGreet(socketPath, options.timeoutMs);
+    return HmpClient.fromBanner(g.socket, socketPath, g.first, g.remainingMs(), g.timeoutMs);
   }
 
   /** Finishes connecting on a socket whose first bytes were already read: waits for the first prompt. */

@@ -5,7 +5,7 @@
 import { MonitorProtocolError } from '../errors.js';
 import { HmpClient } from './hmp.js';
 import { QmpClient } from './qmp.js';
-import { DEFAULT_MONITOR_TIMEOUT_MS, openUnixSocket, readFirstBytes } from './socket.js';
+import { openAndGreet } from './socket.js';
 
 /** What every monitor client can do: run an HMP command line and return its text, or throw. */
 export interface Monitor {
@@ -21,11 +21,12 @@ export async function connectMonitor(
   socketPath: string,
   options: { timeoutMs?: number } = {},
 ): Promise<AnyMonitor> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_MONITOR_TIMEOUT_MS;
-  const started = Date.now();
-  const remaining = () => Math.max(1, timeoutMs - (Date.now() - started));
-  const socket = await openUnixSocket(socketPath, timeoutMs);
-  const first = await readFirstBytes(socket, socketPath, remaining(), timeoutMs);
+  const {
+    socket,
+    first,
+    timeoutMs,
+    remainingMs: remaining,
+  } = await openAndGreet(socketPath, options.timeoutMs);
   const head = first.toString('utf8').trimStart();
   if (head.startsWith('{')) return QmpClient.fromGreeting(socket, socketPath, first, remaining(), timeoutMs);
   if (head.startsWith('QEMU')) return HmpClient.fromBanner(socket, socketPath, first, remaining(), timeoutMs);

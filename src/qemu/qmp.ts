@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { formatDuration } from '../util/units.js';
 import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
-import { DEFAULT_MONITOR_TIMEOUT_MS, openUnixSocket, readFirstBytes } from './socket.js';
+import { openAndGreet } from './socket.js';
 
 export interface QmpEvent {
   event: string;
@@ -76,16 +76,8 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
 
   /** Connects, reads the greeting and negotiates capabilities, all within the timeout. */
   static async connect(socketPath: string, options: QmpOptions = {}): Promise<QmpClient> {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_MONITOR_TIMEOUT_MS;
-    const started = Date.now();
-    const socket = await openUnixSocket(socketPath, timeoutMs);
-    const first = await readFirstBytes(
-      socket,
-      socketPath,
-      Math.max(1, timeoutMs - (Date.now() - started)),
-      timeoutMs,
-    );
-    return QmpClient.fromGreeting(socket, socketPath, first, timeoutMs - (Date.now() - started), timeoutMs);
+    const g = await openAndGreet(socketPath, options.timeoutMs);
+    return QmpClient.fromGreeting(g.socket, socketPath, g.first, g.remainingMs(), g.timeoutMs);
   }
 
   /**

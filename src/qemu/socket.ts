@@ -98,3 +98,23 @@ export function readFirstBytes(
     socket.once('error', onClose);
   });
 }
+
+/** A connected monitor socket with the first bytes QEMU sent, and what is left of the deadline. */
+export interface GreetedSocket {
+  socket: net.Socket;
+  first: Buffer;
+  timeoutMs: number;
+  remainingMs: () => number;
+}
+
+/** Connects and reads the greeting or banner, both within `timeoutMs`. */
+export async function openAndGreet(
+  socketPath: string,
+  timeoutMs = DEFAULT_MONITOR_TIMEOUT_MS,
+): Promise<GreetedSocket> {
+  const started = Date.now();
+  const remainingMs = () => Math.max(1, timeoutMs - (Date.now() - started));
+  const socket = await openUnixSocket(socketPath, timeoutMs);
+  const first = await readFirstBytes(socket, socketPath, remainingMs(), timeoutMs);
+  return { socket, first, timeoutMs, remainingMs };
+}
