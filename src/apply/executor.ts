@@ -247,7 +247,11 @@ async function update(change: UpdateChange, effects: Effects, step: (s: string) 
     await effects.monitorCommand(change.socket, 'cont');
   }
   if (failures.length > 0) {
-    throw new MonitorCommandError('forwards', failures.join('; '), change.socket);
+    throw new VmActionError(
+      change.vm,
+      'updating forwards',
+      new MonitorCommandError('forwards', failures.join('; '), change.socket),
+    );
   }
   const parts = [
     ...(added.length ? [`${added.length} forward${added.length === 1 ? '' : 's'} added`] : []),

@@ -121,6 +121,7 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       'recreate the warm snapshot of VMs with snapshot: and ready: (cold boot, then save)',
       false,
     )
+    .option('--no-wait', 'fail at once when another qvm is working on these VMs, instead of waiting')
     .addOption(outputOption())
     .addOption(observeTimeoutOption())
     .action(async (opts) => {
@@ -186,6 +187,7 @@ applied. SIGINT or SIGTERM ends watching; the VMs keep running.
       'also delete the disks qvm created (never a backing image or a disk that was there before)',
       false,
     )
+    .option('--no-wait', 'fail at once when another qvm is working on these VMs, instead of waiting')
     .addOption(observeTimeoutOption())
     .action(async (names: string[], opts) => {
       const { destroyCommand } = await import('./destroy.js');

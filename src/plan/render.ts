@@ -168,6 +168,7 @@ function startText(plan: Plan, change: StartChange): string {
   }
   if (change.bootFrom?.kind === 'snapshot') details.push(`from snapshot ${change.bootFrom.tag}`);
   details.push(...afterStartDetails(change));
+  details.push(...exposedDetails(change.args));
   const paren = details.length ? ` (${details.join('; ')})` : '';
   switch (change.reason) {
     case 'new':
@@ -181,6 +182,21 @@ function startText(plan: Plan, change: StartChange): string {
     default:
       return assertNever(change.reason);
   }
+}
+
+/** Forwards on the command line that other machines can reach: a start must say so, as a live add does. */
+function exposedDetails(args: string[]): string[] {
+  const netdev = args[args.indexOf('-netdev') + 1] ?? '';
+  const out: string[] = [];
+  for (const m of netdev.matchAll(/hostfwd=(tcp|udp):([0-9.]+):(\d+)-/g)) {
+    const [, proto, address, port] = m;
+    if (!isLoopback(address!)) {
+      out.push(
+        `exposes ${proto} ${address}:${port} on ${address === '0.0.0.0' ? 'every interface' : address}`,
+      );
+    }
+  }
+  return out;
 }
 
 /** The warm-snapshot steps a start will take, in plan words. */

@@ -26,6 +26,8 @@ const FAILURE_FIRST_LINE = [
 ];
 
 const FAILURE_ANY_LINE = /^Try "help [^"]*" for more information$/;
+/** savevm on a full disk prints `failed to save SaveStateEntry ...` first and the `Error:` line second. */
+const ERROR_ANY_LINE = /^Error: /;
 
 /**
  * The failure message when `output` (CRLF already turned into LF) reports a failure, else undefined.
@@ -36,7 +38,8 @@ export function hmpFailure(output: string): string | undefined {
   const first = lines.find((l) => l.trim() !== '');
   if (first === undefined) return undefined;
   const failed =
-    FAILURE_FIRST_LINE.some((re) => re.test(first)) || lines.some((l) => FAILURE_ANY_LINE.test(l));
+    FAILURE_FIRST_LINE.some((re) => re.test(first)) ||
+    lines.some((l) => FAILURE_ANY_LINE.test(l) || ERROR_ANY_LINE.test(l));
   if (!failed) return undefined;
   return lines
     .filter((l) => l.trim() !== '' && !FAILURE_ANY_LINE.test(l))

@@ -17,7 +17,7 @@
  * root is $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /tmp/qvm-<uid>; it must be ours and 0700.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { RuntimeDirError } from '../errors.js';
 
@@ -97,12 +97,26 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
 }
 
 /**
+ * mkdir -p, one level at a time: Node's recursive mkdir reports ENOENT where the real error is EROFS or
+ * EACCES, and the user needs the real one.
+ */
+function mkdirStepwise(dir: string): void {
+  const parent = path.dirname(dir);
+  if (parent !== dir && !existsSync(parent)) mkdirStepwise(parent);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+/**
  * Creates a private folder (0700) or checks an existing one: it must be a real folder (not a symlink), owned
  * by us, and not readable or writable by others, since it holds monitor sockets that control the VMs.
  */
 export function ensurePrivateDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    mkdirStepwise(dir);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new RuntimeDirError(

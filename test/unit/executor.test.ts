@@ -88,7 +88,7 @@ describe('applyPlan', () => {
     ]);
     expect(results[0]!.ok).toBe(false);
     expect(results[0]!.error!.message).toBe(
-      "db: adding forward tcp:127.0.0.1:15435-:5435: hostfwd_add tcp:127.0.0.1:15432-:5432: Could not set up host forwarding rule 'tcp:127.0.0.1:15432-:5432'",
+      "db: updating forwards: hostfwd_add tcp:127.0.0.1:15432-:5432: Could not set up host forwarding rule 'tcp:127.0.0.1:15432-:5432'",
     );
   });
 

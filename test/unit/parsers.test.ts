@@ -157,6 +157,10 @@ describe('hmpFailure', () => {
     ],
     ['invalid parameter: nokey\n', 'invalid parameter: nokey'],
     ['unexpected end of expression\nTry "help x" for more information\n', 'unexpected end of expression'],
+    [
+      'failed to save SaveStateEntry with id(name): 2(ram): -28\nError: Error while writing VM state: No space left on device\n',
+      'failed to save SaveStateEntry with id(name): 2(ram): -28\nError: Error while writing VM state: No space left on device',
+    ],
   ])('recognises %j', (text, message) => expect(hmpFailure(text)).toBe(message));
 
   it.each([
