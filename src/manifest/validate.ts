@@ -111,7 +111,8 @@ export async function loadManifest(file: string): Promise<Manifest> {
     return result.manifest;
   }
   const names = readdirSync(absolute)
-    .filter((name) => /\.ya?ml$/.test(name))
+    // Hidden files are editors' lock and swap files (Emacs .#a.yaml), not manifests.
+    .filter((name) => /^[^.].*\.ya?ml$/.test(name))
     .sort();
   if (names.length === 0) {
     throw new ManifestError(file, [{ file, message: 'is a folder with no *.yaml or *.yml manifest in it' }]);

@@ -298,6 +298,13 @@ function planManaged(
   if (argsDiffer || stuck || refresh || growth) {
     const prepared = prepareStart();
     if (!prepared) return out;
+    const live = forwardUpdate(
+      spec,
+      running,
+      paths.qmp,
+      NETDEV_ID,
+      withoutConflicts(spec, observation, () => {}),
+    );
     out.changes.push({
       action: 'restart',
       vm: spec.name,
@@ -317,6 +324,7 @@ function planManaged(
       stopTimeoutMs: spec.stopTimeoutMs,
       ...prepared,
       socket: paths.qmp,
+      ...(live?.action === 'update' ? { liveForwards: live } : {}),
     });
     return out;
   }

@@ -66,6 +66,11 @@ export interface RestartChange extends AfterStart {
   stuckIn?: string;
   /** Restarting to recreate the warm snapshot (`apply --refresh-snapshot`). */
   refreshSnapshot?: boolean;
+  /**
+   * The forward changes that could be made live if this restart is held back (`watch --live-only`); a
+   * restart applies them through the new command line anyway.
+   */
+  liveForwards?: UpdateChange;
   argsBefore: string[];
   argsAfter: string[];
   stopTimeoutMs: number;

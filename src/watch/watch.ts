@@ -62,6 +62,7 @@ class Watcher {
   /** VMs this watch is stopping or restarting itself: their exit is not news. */
   private readonly expectedExits = new Set<string>();
   private passNumber = 0;
+  private lastNotes = new Set<string>();
   private running: Promise<void> | undefined;
   private quietTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
@@ -114,7 +115,7 @@ class Watcher {
 
   private isManifestFile(file: string): boolean {
     if (!this.isFolder) return file === this.absolute;
-    return path.dirname(file) === this.absolute && /\.ya?ml$/.test(file);
+    return path.dirname(file) === this.absolute && /^[^.].*\.ya?ml$/.test(path.basename(file));
   }
 
   /** Asks for a pass. Bursts are coalesced; during a pass, triggers gather into one more pass. */
@@ -153,6 +154,7 @@ class Watcher {
     log.emit({ event: 'pass-started', pass: number, triggers });
     let changes = 0;
     let failed = 0;
+    let startedNow: string[] = [];
     let lock: Lock | undefined;
     try {
       let manifest: Manifest;
@@ -191,8 +193,13 @@ class Watcher {
           : '';
         log.emit({ event: 'error', pass: number, message: `${problem.vm}: ${where}${problem.message}` });
       }
-      for (const note of full.notes)
-        log.emit({ event: 'note', pass: number, vm: note.vm, message: note.message });
+      // A standing note (a VM the guest powered off) is said once, not at every resync.
+      const notes = new Map(full.notes.map((n) => [`${n.vm}\u0000${n.message}`, n]));
+      for (const [key, note] of notes) {
+        if (!this.lastNotes.has(key))
+          log.emit({ event: 'note', pass: number, vm: note.vm, message: note.message });
+      }
+      this.lastNotes = new Set(notes.keys());
 
       const toApply = this.select(full, number);
       changes = toApply.changes.length;
@@ -227,8 +234,14 @@ class Watcher {
           },
         });
         failed = results.filter((r) => !r.ok).length;
+        startedNow = toApply.changes
+          .filter(
+            (c) =>
+              (c.action === 'start' || c.action === 'restart') && results.some((r) => r.vm === c.vm && r.ok),
+          )
+          .map((c) => c.vm);
       }
-      await this.syncEventStreams(manifest, changes > 0 ? undefined : observation);
+      await this.syncEventStreams(manifest, changes > 0 ? undefined : observation, startedNow);
     } catch (error) {
       if (!isQvmError(error)) throw error;
       log.emit({ event: 'error', pass: number, message: error.message });
@@ -274,6 +287,9 @@ class Watcher {
           continue;
         }
         this.backoff.recordRestart(change.vm, now);
+      } else if (change.action === 'start' || change.action === 'stop') {
+        // Started or stopped on purpose: earlier deaths no longer count against it.
+        this.backoff.reset(change.vm);
       }
       log.emit({ event: 'plan', pass, vm: change.vm, change: text });
       kept.push(change);
@@ -297,7 +313,11 @@ class Watcher {
    * process dying triggers a pass at once instead of at the next resync. Adopted VMs have one monitor, which
    * watch must not hold, so they are only resynced.
    */
-  private async syncEventStreams(manifest: Manifest, observation?: Observation): Promise<void> {
+  private async syncEventStreams(
+    manifest: Manifest,
+    observation?: Observation,
+    startedNow: string[] = [],
+  ): Promise<void> {
     const wanted = new Set(manifest.vms.filter((v) => !v.monitor).map((v) => v.name));
     for (const [vm, stream] of this.streams) {
       if (!wanted.has(vm) || stream.closed) {
@@ -314,7 +334,13 @@ class Watcher {
         try {
           stream = await QmpClient.connect(socket, { timeoutMs: 2000 });
         } catch {
-          return; // not running (or not reachable): the resync covers it
+          // Not running. A VM this very pass started that is already gone died at once: say so and look again
+          // now rather than at the next resync.
+          if (startedNow.includes(vm)) {
+            this.options.log.emit({ event: 'vm-exited', vm, detail: 'its QEMU ended right after starting' });
+            this.request(`${vm} exited`);
+          }
+          return;
         }
         this.expectedExits.delete(vm);
         this.streams.set(vm, stream);

@@ -194,6 +194,6 @@ describe('forwards bind loopback unless an address is given', () => {
     expect(plan.exitCode, plan.stderr).toBe(0);
     expect(plan.stdout).toContain('+ web');
     expect(plan.stdout).toContain(`0.0.0.0:${exposed}`);
-    expect(plan.stdout).toContain('(exposed on every interface)');
+    expect(plan.stdout).toContain(`(exposes tcp 0.0.0.0:${exposed} on every interface)`);
   });
 });
