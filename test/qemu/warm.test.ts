@@ -1,0 +1,257 @@
+/**
+ * Warm starts with the demo guest, through the real CLI: `snapshot:` plus `ready:` makes the first apply boot
+ * cold, wait for the readiness probe and save the snapshot; later starts resume from it. Checked from the host:
+ * how soon HTTP answers, and the guest's own clock (/cgi-bin/uptime) carrying on from the snapshot.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { qvm } from '../helpers/cli.js';
+import { removeDir, tempDir } from '../helpers/qemu.js';
+import {
+  demoVm,
+  freePortsDistinct,
+  GUEST_HELLO,
+  guestUptime,
+  isRunning,
+  killQemusUnder,
+  type PolledRun,
+  parsePrintedDuration,
+  parseUptime,
+  privateDir,
+  runWhilePolling,
+  statusTable,
+  toPort80,
+  url,
+  vmPid,
+  waitForHttp,
+  writeVms,
+} from '../helpers/watch.js';
+
+const runtime = privateDir('qvmh-');
+const root = tempDir('qvmhm-');
+const PLAN_ONE_START = 'Plan: 1 to start, 0 to change live, 0 to restart, 0 to stop.\n';
+
+afterAll(async () => {
+  await killQemusUnder(runtime);
+  removeDir(runtime);
+  removeDir(root);
+});
+
+/** The line of PREFIX... in TEXT (stdout of apply), failing with the whole text when it is missing. */
+function lineStarting(text: string, prefix: string): string {
+  const line = text.split('\n').find((l) => l.startsWith(prefix));
+  if (line === undefined) throw new Error(`no line starting with ${JSON.stringify(prefix)} in:\n${text}`);
+  return line;
+}
+
+describe('a VM with snapshot: warm and an http readiness probe', () => {
+  const dir = path.join(root, 'warm');
+  const file = path.join(dir, 'm.yaml');
+  const run = (args: string[]) => qvm(args, { cwd: dir, env: { QVM_RUNTIME_DIR: runtime } });
+  let port = 0;
+  let cold: PolledRun;
+  /** From starting apply to the first HTTP answer, cold boot. */
+  let coldMs = 0;
+  /** The guest's uptime in the last answer before apply began saving the snapshot. */
+  let uptimeBeforeSave = 0;
+  let pid = 0;
+  const write = (extra: Record<string, unknown> = {}) =>
+    writeVms(file, {
+      web: demoVm('web', { snapshot: 'warm', forwards: toPort80(port), ready: { http: { port } }, ...extra }),
+    });
+  const snapshotRows = async () => {
+    const r = await run(['snapshot', 'list', '-f', 'm.yaml', 'web']);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    return r.stdout.split('\n').filter((l) => l !== '');
+  };
+
+  beforeAll(async () => {
+    mkdirSync(dir);
+    [port] = (await freePortsDistinct(1)) as [number];
+    write();
+    // The first qvm command in a runtime root probes KVM (seconds): not part of any timing below.
+    expect((await run(['status', '-f', 'm.yaml'])).exitCode).toBe(0);
+  });
+
+  it('plan: a cold boot, then the snapshot is saved once ready', async () => {
+    const r = await run(['plan', '-f', 'm.yaml']);
+    expect(r).toEqual({
+      exitCode: 0,
+      stdout: `  + web   start (creates disks/web.qcow2, 64M; cold boot, then saves snapshot warm once ready)\n\n${PLAN_ONE_START}`,
+      stderr: '',
+    });
+  });
+
+  it('the first apply boots cold, waits until ready and saves the snapshot', {
+    timeout: 90_000,
+  }, async () => {
+    cold = await runWhilePolling(['apply', '-f', 'm.yaml'], {
+      cwd: dir,
+      runtime,
+      port,
+      page: '/cgi-bin/uptime',
+      untilMs: 60_000,
+    });
+    expect(cold.stderr).toBe('');
+    expect(cold.exitCode).toBe(0);
+    const done = lineStarting(cold.stdout, 'web: started');
+    expect(done).toMatch(/^web: started \(pid \d+\), ready in \S+, saved snapshot warm in \S+$/);
+    pid = Number(/pid (\d+)/.exec(done)![1]);
+    expect(vmPid(runtime, 'web')).toBe(pid);
+    expect(cold.answers.length).toBeGreaterThan(0);
+    coldMs = cold.answers[0]!.at - cold.startedAt;
+    const saving = cold.lines.find((l) => l.text === 'web: saving snapshot warm');
+    expect(saving, cold.stdout).toBeDefined();
+    const before = cold.answers.filter((a) => a.at < saving!.at);
+    expect(before.length, 'the guest answered before the snapshot was saved').toBeGreaterThan(0);
+    uptimeBeforeSave = parseUptime(before.at(-1)!.body);
+    expect(uptimeBeforeSave).toBeGreaterThan(0);
+  });
+
+  it('snapshot list marks warm as the snapshot the manifest boots from; status says ready', async () => {
+    const rows = await snapshotRows();
+    expect(rows[0]).toMatch(/^TAG\s+VM SIZE\s+DATE\s+VM CLOCK$/);
+    expect(rows.slice(1)).toHaveLength(1);
+    expect(rows[1]).toMatch(
+      /^warm\s+[\d.]+ [KMG]iB\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\(the manifest boots from it\)$/,
+    );
+    const status = await run(['status', '-f', 'm.yaml']);
+    expect(status.exitCode).toBe(0);
+    expect(statusTable(status.stdout)).toMatchObject([
+      { NAME: 'web', STATE: 'running', READY: 'yes', PID: String(pid), SNAPSHOTS: 'warm' },
+    ]);
+  });
+
+  it('after destroy, apply starts warm: at least 3x sooner serving, and the guest clock carried on', {
+    timeout: 90_000,
+  }, async ({ annotate }) => {
+    const destroyed = await run(['destroy', '-f', 'm.yaml']);
+    expect(destroyed.exitCode).toBe(0);
+    expect(isRunning(pid)).toBe(false);
+    expect(await run(['plan', '-f', 'm.yaml'])).toEqual({
+      exitCode: 0,
+      stdout: `  + web   start (from snapshot warm)\n\n${PLAN_ONE_START}`,
+      stderr: '',
+    });
+
+    const warm = await runWhilePolling(['apply', '-f', 'm.yaml'], {
+      cwd: dir,
+      runtime,
+      port,
+      page: '/cgi-bin/uptime',
+      untilMs: 30_000,
+    });
+    expect(warm.stderr).toBe('');
+    expect(warm.exitCode).toBe(0);
+    const done = lineStarting(warm.stdout, 'web: started');
+    expect(done).toMatch(/^web: started \(pid \d+\), from snapshot warm, ready in \S+ in \S+$/);
+    expect(warm.stdout).not.toContain('saving snapshot');
+    pid = Number(/pid (\d+)/.exec(done)![1]);
+    const warmMs = warm.answers[0]!.at - warm.startedAt;
+    expect(coldMs / warmMs, `cold ${coldMs} ms, warm ${warmMs} ms`).toBeGreaterThanOrEqual(3);
+
+    const uptime = parseUptime(warm.answers[0]!.body);
+    await annotate(
+      `apply -> HTTP: cold ${coldMs} ms, warm ${warmMs} ms (${(coldMs / warmMs).toFixed(1)}x); guest uptime: ${uptimeBeforeSave} s before the save, ${uptime} s after the warm start`,
+    );
+    expect(uptime).toBeGreaterThanOrEqual(uptimeBeforeSave);
+    // A guest booted by this start could not have been up longer than the start took.
+    expect(uptime).toBeGreaterThan(warmMs / 1000);
+    expect(uptime).toBeGreaterThanOrEqual(parseUptime(cold.answers[0]!.body));
+  });
+
+  it('apply --refresh-snapshot restarts the running VM cold and saves the snapshot anew', {
+    timeout: 90_000,
+  }, async () => {
+    const dateOf = (rows: string[]) => /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/.exec(rows[1] ?? '')?.[0];
+    const dateBefore = dateOf(await snapshotRows());
+    const uptimeBefore = await guestUptime(port);
+    const r = await run(['apply', '-f', 'm.yaml', '--refresh-snapshot']);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('  ~ web   restart: refresh snapshot warm\n');
+    expect(r.stdout).toContain('\nweb: deleting snapshot warm\n');
+    const done = lineStarting(r.stdout, 'web: restarted');
+    expect(done).toMatch(/^web: restarted: started \(pid \d+\), ready in \S+, saved snapshot warm in \S+$/);
+    const newPid = Number(/pid (\d+)/.exec(done)![1]);
+    expect(newPid).not.toBe(pid);
+    expect(isRunning(pid)).toBe(false);
+    pid = newPid;
+    // Booted cold: its clock started again.
+    expect(await guestUptime(port)).toBeLessThan(uptimeBefore);
+    const rows = await snapshotRows();
+    expect(rows.slice(1)).toHaveLength(1);
+    expect(rows[1]).toMatch(/^warm\s.*\(the manifest boots from it\)$/);
+    expect(dateOf(rows)).not.toBe(dateBefore);
+    expect(await run(['apply', '-f', 'm.yaml'])).toMatchObject({
+      exitCode: 0,
+      stdout: 'No changes. The VMs match the manifest.\n',
+    });
+  });
+
+  it('a readiness probe that cannot succeed fails apply, naming what it tried; the VM stays up', {
+    timeout: 90_000,
+  }, async () => {
+    expect((await run(['destroy', '-f', 'm.yaml'])).exitCode).toBe(0);
+    write({ ready: { http: { port, status: 418 }, timeout: '5s' } });
+    const r = await run(['apply', '-f', 'm.yaml']);
+    expect(r.exitCode).toBe(1);
+    const target = `http://127.0.0.1:${port}/`;
+    const error = lineStarting(r.stderr, 'error: ');
+    expect(error).toContain('not ready within 5s');
+    expect(error).toContain(`GET ${target} answered 200`);
+    expect(error).toMatch(
+      new RegExp(
+        `^error: web: .*: not ready within 5s \\(\\d+ attempts at GET ${target} answering 418; last: GET ${target} answered 200\\); the VM was left running so it can be inspected$`,
+      ),
+    );
+    const status = await run(['status', '-f', 'm.yaml']);
+    expect(statusTable(status.stdout)).toMatchObject([{ NAME: 'web', STATE: 'running', READY: 'no' }]);
+    expect((await waitForHttp(url(port), 2000)).body).toContain(GUEST_HELLO);
+    write();
+  });
+
+  it('deleting the snapshot the manifest boots from needs --force', async () => {
+    const line =
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .findIndex((l) => l.includes('snapshot: warm')) + 1;
+    const refused = await run(['snapshot', 'delete', '-f', 'm.yaml', 'web', 'warm']);
+    expect(refused).toEqual({
+      exitCode: 1,
+      stdout: '',
+      stderr: `error: web boots from snapshot warm (m.yaml:${line}); deleting it makes the next start cold. Add --force to delete it anyway\n`,
+    });
+    expect((await snapshotRows())[1]).toMatch(/^warm\s/);
+    const forced = await run(['snapshot', 'delete', '-f', 'm.yaml', 'web', 'warm', '--force']);
+    expect(forced).toEqual({ exitCode: 0, stdout: 'web: deleted snapshot warm\n', stderr: '' });
+    expect(await snapshotRows()).toEqual(['web has no snapshots.']);
+  });
+});
+
+describe('a tcp readiness probe', () => {
+  const dir = path.join(root, 'tcp');
+  const run = (args: string[]) => qvm(args, { cwd: dir, env: { QVM_RUNTIME_DIR: runtime } });
+
+  it('is ready only once the guest accepts, not when slirp does', { timeout: 90_000 }, async () => {
+    mkdirSync(dir);
+    const [port] = (await freePortsDistinct(1)) as [number];
+    writeVms(path.join(dir, 'm.yaml'), {
+      tcpweb: demoVm('tcpweb', { forwards: toPort80(port), ready: { tcp: port } }),
+    });
+    const r = await run(['apply', '-f', 'm.yaml']);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    const done = lineStarting(r.stdout, 'tcpweb: started');
+    const match = /^tcpweb: started \(pid \d+\), ready in (\S+) in \S+$/.exec(done);
+    expect(match, done).not.toBeNull();
+    expect(parsePrintedDuration(match![1]!)).toBeGreaterThanOrEqual(1000);
+    expect(r.stdout).toContain(
+      `tcpweb: waiting for ready: tcp 127.0.0.1:${port}: the guest accepted a connection\n`,
+    );
+    // Ready means serving: the guest answers at once.
+    expect((await waitForHttp(url(port), 1000)).body).toContain(GUEST_HELLO);
+  });
+});
