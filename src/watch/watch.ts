@@ -269,6 +269,11 @@ class Watcher {
           change: text,
           reason: '--live-only; `qvm apply` or watch without --live-only applies it',
         });
+        // What can change without the restart still does.
+        if (change.action === 'restart' && change.liveForwards) {
+          log.emit({ event: 'plan', pass, vm: change.vm, change: summaryLine(full, change.liveForwards) });
+          kept.push(change.liveForwards);
+        }
         continue;
       }
       const recovering =

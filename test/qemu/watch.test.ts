@@ -348,13 +348,15 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
     // memory stays changed (pending) while a forward is added: the forward is a live change.
     const fwd = w.mark();
     save({ forwards: toPort80(main, p5) });
-    const pass = await w.waitForEvent(
-      (e) => isPassStart(e) && e.triggers.includes('manifest changed'),
-      5000,
+    // A pass may still be running for an earlier change event of the same file: wait for the one that sees
+    // the new forward, which plans it live next to the pending restart.
+    const live = await w.waitForEvent(
+      (e) => e.event === 'plan' && e.vm === 'web' && /forwards, live/.test(String(e.change)),
+      8000,
       fwd,
-      'a pass for the save',
+      'the live forward change',
     );
-    await w.waitForPassEnd(pass.pass, 10_000);
+    await w.waitForPassEnd(Number(live.pass), 10_000);
     const usernet = await run(dir, ['monitor', '-f', 'm.yaml', 'web', 'info', 'usernet']);
     expect(
       usernetHostPorts(usernet.stdout),
