@@ -645,7 +645,8 @@ describe.concurrent('destroy --delete-disks deletes only the disks qvm created',
     const r = await run(['destroy', '-f', 'm.yaml', '--delete-disks']);
     expect(r).toEqual({
       exitCode: 0,
-      stdout: 'mine: destroyed; kept disks/mine.qcow2 (qvm did not create it)\nmade: deleted disks/made.qcow2 (created by qvm)\nmade: destroyed\n',
+      stdout:
+        'mine: destroyed; kept disks/mine.qcow2 (qvm did not create it)\nmade: deleted disks/made.qcow2 (created by qvm)\nmade: destroyed\n',
       stderr: '',
     });
     expect(existsSync(made)).toBe(false);

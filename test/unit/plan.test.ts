@@ -511,7 +511,9 @@ describe('safety checks in the plan', () => {
 describe('restart held back by watch --live-only', () => {
   it('carries the forward changes that can still be made live', () => {
     const before = manifest('vms:\n  web:\n    memory: 256M\n    forwards: ["tcp::8080-:80"]\n');
-    const after = manifest('vms:\n  web:\n    memory: 320M\n    forwards: ["tcp::8080-:80", "tcp::8081-:80"]\n');
+    const after = manifest(
+      'vms:\n  web:\n    memory: 320M\n    forwards: ["tcp::8080-:80", "tcp::8081-:80"]\n',
+    );
     const p = plan(after, observation([runningAsSpecified(before, 'web')]), options);
     expect(p.changes).toMatchObject([
       { action: 'restart', liveForwards: { action: 'update', add: [{ hostPort: 8081 }], remove: [] } },
