@@ -16,7 +16,7 @@ if ! command -v socat >/dev/null 2>&1; then
 fi
 npx tsc -p tsconfig.build.json
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(monitor apply)
+[ ${#names[@]} -eq 0 ] && names=(monitor apply watch warm watch-memory)
 for name in "${names[@]}"; do
   echo "## bench/${name}.ts" >&2
   npx tsx "bench/${name}.ts"

@@ -198,14 +198,27 @@ applied. SIGINT or SIGTERM ends watching; the VMs keep running.
     .command('logs')
     .description("print a VM's serial console and QEMU's own messages")
     .argument('<vm>', 'the VM')
-    .addOption(fileOption())
+    // `-f` is the manifest everywhere, but `qvm logs web -f` is what tail users type to follow: with no
+    // value after it, -f follows.
+    .addOption(
+      new Option('-f, --file [path]', 'the manifest; -f with no path follows, like tail -f').default(
+        DEFAULT_MANIFEST,
+      ),
+    )
     .option('-F, --follow', 'keep printing what is appended (Ctrl-C ends)', false)
     .option('--serial', 'only the serial console', false)
     .option('--qemu', "only QEMU's messages", false)
-    .action(async (name: string, opts) => {
-      const { logsCommand } = await import('./logs.js');
-      setExitCode(await logsCommand(name, { ...opts, follow: opts.follow }, output));
-    });
+    .action(
+      async (
+        name: string,
+        opts: { file: string | true; follow: boolean; serial: boolean; qemu: boolean },
+      ) => {
+        const { logsCommand } = await import('./logs.js');
+        const follow = opts.follow || opts.file === true;
+        const file = opts.file === true ? DEFAULT_MANIFEST : opts.file;
+        setExitCode(await logsCommand(name, { ...opts, file, follow }, output));
+      },
+    );
 
   program
     .command('snapshot')
