@@ -2,7 +2,6 @@
  * The side effects apply needs, behind one narrow interface: the executor is tested with a recording fake,
  * and the real implementation (here) is tested against real QEMU.
  */
-import { QvmError } from '../errors.js';
 import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
@@ -116,5 +115,3 @@ export async function hasSnapshot(effects: Effects, socket: string, tag: string)
   const text = await effects.monitorCommand(socket, 'info snapshots');
   return parseSnapshots(text).loadable.some((s) => s.tag === tag);
 }
-
-export class ApplyStepError extends QvmError {}

@@ -17,6 +17,7 @@ export type WatchEvent =
   | { event: 'plan'; pass: number; vm: string; change: string }
   | { event: 'pending'; pass: number; vm: string; change: string; reason: string }
   | { event: 'note'; pass: number; vm: string; message: string }
+  | { event: 'waiting-for-lock'; pass: number; holder: string }
   | { event: 'action-applied'; pass: number; vm: string; summary: string; durationMs: number }
   | { event: 'action-failed'; pass: number; vm: string; error: string; durationMs: number }
   | { event: 'backoff'; pass: number; vm: string; restarts: number; delayMs: number }
@@ -65,6 +66,9 @@ export function humanLog(output: Output, now: () => Date = () => new Date()): Wa
           break;
         case 'note':
           line(c.dim(`  ${event.vm} ${event.message}`));
+          break;
+        case 'waiting-for-lock':
+          line(c.dim(`  waiting for ${event.holder} to finish with these VMs`));
           break;
         case 'action-applied':
           line(c.green(`  ${event.vm}: ${event.summary} (${event.durationMs} ms)`));

@@ -174,12 +174,7 @@ class Watcher {
         wait: true,
         signal: this.options.signal,
         onWait: (holder) =>
-          log.emit({
-            event: 'note',
-            pass: number,
-            vm: '(all)',
-            message: `waiting for ${describeHolder(holder)}`,
-          }),
+          log.emit({ event: 'waiting-for-lock', pass: number, holder: describeHolder(holder) }),
       });
       const observation = await observe(manifest, this.namespace, { timeoutMs: this.options.timeoutMs });
       const full = makePlan(manifest, observation, {
