@@ -2,37 +2,43 @@
  * The surroundings of a real-QEMU acceptance test of the reconciler: a private runtime root per test file,
  * manifests written to disk, the demo guest, and the checks a user would make from the host (HTTP GETs,
  * ports, /proc). Nothing here mocks qvm or QEMU.
+ *
+ * The guest, manifest, HTTP and status helpers here also serve watch.ts (the watch and warm-start tests and
+ * the benchmarks) and reliability/support.ts, so no vitest import. Process helpers live in processes.ts.
  */
-import {
-  chmodSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import type { StatusRow } from '../../src/cli/status.js';
 import { type CliResult, qvm } from './cli.js';
+import { cmdline, sleep } from './processes.js';
 import { tempDir } from './qemu.js';
+
+export { cmdline, isRunning, killQemusUnder, qemusUnder, until } from './processes.js';
+/** A row of `qvm status -o json`: the type qvm itself prints. */
+export type { StatusRow };
 
 export const GUEST_KERNEL = fileURLToPath(new URL('../../guest/out/vmlinuz', import.meta.url));
 export const GUEST_INITRD = fileURLToPath(new URL('../../guest/out/initrd.gz', import.meta.url));
 /** A line of the demo guest's index page. */
 export const GUEST_HELLO = 'hello from the qvm demo guest';
 
-/** A short private folder for QVM_RUNTIME_DIR: qvm refuses a runtime root that is not 0700 and ours. */
-export function runtimeDir(): string {
-  const dir = tempDir('qvmrt-');
+/** A short private folder (0700): qvm refuses a runtime root open to others; socket paths must stay short. */
+export function privateDir(prefix: string): string {
+  const dir = tempDir(prefix);
   chmodSync(dir, 0o700);
   return dir;
 }
 
-/** The demo guest as a manifest entry (see guest/README.md), with a qcow2 disk for snapshots. */
+/** A private folder for QVM_RUNTIME_DIR. */
+export function runtimeDir(): string {
+  return privateDir('qvmrt-');
+}
+
+/** The demo guest (guest/README.md) as a manifest entry, with a 64M qcow2 disk for snapshots. */
 export function demoVm(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     memory: '256M',
@@ -48,19 +54,24 @@ export function demoVm(name: string, extra: Record<string, unknown> = {}): Recor
 }
 
 /**
- * A VM with no guest OS: the BIOS finds nothing to boot and idles. Cheap, but nothing answers the power
- * button, hence the short stopTimeout. The NIC's boot ROM is left out, or iPXE would spend seconds of CPU
- * trying a network boot.
+ * A VM with no guest OS: the BIOS finds nothing to boot and idles. Cheap, but nothing answers the ACPI power
+ * button, so a graceful stop quits after the short stopTimeout. The NIC's boot ROM is left out, or iPXE would
+ * spend seconds of CPU trying a network boot.
  */
 export function bareVm(extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { memory: '64M', accel: 'tcg', stopTimeout: '1s', args: ['-global', 'e1000.romfile='], ...extra };
+  return { memory: '32M', accel: 'tcg', stopTimeout: '1s', args: ['-global', 'e1000.romfile='], ...extra };
+}
+
+/** A manifest of these VMs, as YAML. */
+export function manifestText(vms: Record<string, unknown>): string {
+  return stringify({ vms });
 }
 
 /** Writes `{vms}` as YAML to DIR/NAME (m.yaml by default) and returns the file's path. */
 export function writeManifest(dir: string, vms: Record<string, unknown>, name = 'm.yaml'): string {
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, name);
-  writeFileSync(file, stringify({ vms }));
+  writeFileSync(file, manifestText(vms));
   return file;
 }
 
@@ -70,35 +81,29 @@ export function qvmIn(runtime: string, cwd: string) {
     qvm(args, { cwd, env: { QVM_RUNTIME_DIR: runtime }, ...(input !== undefined ? { input } : {}) });
 }
 
-export interface StatusRow {
-  name: string;
-  state: string;
-  pid: number | null;
-  forwards: string[];
-  snapshots: string[];
-  inManifest: boolean;
-  adopted: boolean;
-  exposed: string[];
-}
-
-/** `qvm status -o json`, parsed; fails the test when the command does. */
-export async function statusRows(run: ReturnType<typeof qvmIn>, file: string): Promise<StatusRow[]> {
+/** `qvm status -o json` through RUN (qvmIn(...) or a sandbox's run), parsed; fails when the command does. */
+export async function statusRows(
+  run: (args: string[]) => Promise<CliResult>,
+  file: string,
+): Promise<StatusRow[]> {
   const r = await run(['status', '-f', file, '-o', 'json']);
   if (r.exitCode !== 0) throw new Error(`qvm status failed (${r.exitCode}): ${r.stderr}`);
   return JSON.parse(r.stdout) as StatusRow[];
 }
 
-export async function statusOf(run: ReturnType<typeof qvmIn>, file: string, vm: string): Promise<StatusRow> {
+export async function statusOf(
+  run: (args: string[]) => Promise<CliResult>,
+  file: string,
+  vm: string,
+): Promise<StatusRow> {
   const row = (await statusRows(run, file)).find((r) => r.name === vm);
   if (!row) throw new Error(`qvm status does not list ${vm}`);
   return row;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export const url = (port: number, page = '/') => `http://127.0.0.1:${port}${page}`;
 
-/** One GET with a deadline for the whole exchange (slirp accepts before the guest listens). */
+/** One GET with a deadline for the whole exchange (slirp accepts the connection before the guest listens). */
 export function httpGet(url: string, timeoutMs = 300): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const request = http.get(url, { agent: false }, (response) => {
@@ -115,30 +120,38 @@ export function httpGet(url: string, timeoutMs = 300): Promise<{ status: number;
   });
 }
 
-/** Polls URL (300 ms per request) until it answers 200; returns the body. */
-export async function waitForHttp(url: string, timeoutMs: number): Promise<string> {
+/** Polls URL (300 ms per request, `stepMs` between) until it answers 200; returns the body and when. */
+export async function waitForHttp(
+  url: string,
+  timeoutMs: number,
+  stepMs = 25,
+): Promise<{ body: string; at: number }> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no attempt';
   for (;;) {
     try {
       const { status, body } = await httpGet(url, 300);
-      if (status === 200) return body;
+      if (status === 200) return { body, at: Date.now() };
       last = `HTTP ${status}`;
     } catch (error) {
       last = (error as Error).message;
     }
     if (Date.now() > deadline)
       throw new Error(`${url} did not answer within ${timeoutMs} ms (last: ${last})`);
-    await sleep(50);
+    await sleep(stepMs);
   }
 }
 
-/** The guest's uptime in seconds: the first number of /proc/uptime, served by /cgi-bin/uptime. */
-export async function guestUptime(port: number, timeoutMs = 10_000): Promise<number> {
-  const body = await waitForHttp(`http://127.0.0.1:${port}/cgi-bin/uptime`, timeoutMs);
+/** The first number of the guest's /proc/uptime (seconds), served by /cgi-bin/uptime. */
+export function parseUptime(body: string): number {
   const uptime = Number.parseFloat(body.trim().split(/\s+/)[0] ?? '');
   if (!Number.isFinite(uptime)) throw new Error(`not an uptime: ${JSON.stringify(body)}`);
   return uptime;
+}
+
+/** The guest's uptime in seconds, asked over HTTP on host PORT. */
+export async function guestUptime(port: number, timeoutMs = 10_000): Promise<number> {
+  return parseUptime((await waitForHttp(url(port, '/cgi-bin/uptime'), timeoutMs)).body);
 }
 
 /** What a TCP connect to 127.0.0.1:PORT gets: refused (nothing listens), connected, or nothing in time. */
@@ -169,67 +182,6 @@ export function listeningAddresses(port: number): string[] {
     if (localPort === hexPort && address) addresses.push(address);
   }
   return addresses;
-}
-
-/** Whether PID runs (a zombie is not running: it is only waiting to be reaped). */
-export function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-export function cmdline(pid: number): string[] {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (argv.at(-1) === '') argv.pop();
-    return argv;
-  } catch {
-    return [];
-  }
-}
-
-/** Running QEMU processes whose command line names a file under DIR (a runtime root, a VM's folder, a temp folder). */
-export function qemusUnder(dir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const argv = cmdline(pid);
-    if (!argv[0]?.includes('qemu-system')) continue;
-    // DIR/ and not DIR: /tmp/qvmrt-ab must not match /tmp/qvmrt-abc's VMs.
-    const inside = `${path.resolve(dir)}/`;
-    if (argv.some((arg) => arg.includes(inside)) && isRunning(pid)) pids.push(pid);
-  }
-  return pids;
-}
-
-/** SIGKILLs (after SIGCONT, for frozen ones) every QEMU under DIR and waits until they are gone. */
-export async function killQemusUnder(dir: string): Promise<number[]> {
-  const pids = qemusUnder(dir);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  const deadline = Date.now() + 5000;
-  while (pids.some(isRunning) && Date.now() < deadline) await sleep(20);
-  return pids;
-}
-
-/** Polls CHECK every 50 ms until it holds; fails with WHAT after TIMEOUTMS. */
-export async function eventually(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(50);
-  }
 }
 
 /** A VM's runtime folder, read from its QEMU's -pidfile argument: <root>/<namespace>/<vm>/qemu.pid. */
@@ -283,13 +235,14 @@ export function positionOf(file: string, text: string): string {
 
 /**
  * `qvm status`'s table as one record per line, keyed by the header's column names. Cells are cut at the
- * header's column starts, so a column added later does not shift what a test checks.
+ * header's column starts, so a column added later does not shift what a test checks. A row starts with its
+ * VM's name (a-z); the notes after the table ("! marks...", "VM: error") are not rows.
  */
 export function statusTable(text: string): Record<string, string>[] {
   const [header = '', ...lines] = text.split('\n');
   const columns = [...header.matchAll(/\S+/g)].map((m) => ({ name: m[0], start: m.index }));
   return lines
-    .filter((line) => line.trim() !== '' && !line.startsWith('! '))
+    .filter((line) => /^[a-z]/.test(line) && !line.includes(': '))
     .map((line) =>
       Object.fromEntries(
         columns.map((c, i) => [c.name, line.slice(c.start, columns[i + 1]?.start ?? line.length).trim()]),

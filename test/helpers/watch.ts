@@ -3,36 +3,35 @@
  * `qvm watch --json` child whose NDJSON events can be awaited, manifests written the ways editors write them,
  * the demo guest checked from the host (HTTP, uptime, serial console), and QEMU processes found and killed by
  * their runtime folder through /proc. No vitest import: the benchmarks use this module too.
+ *
+ * The guest, manifest and HTTP helpers it shares with the reconcile tests come from env.ts, the process
+ * helpers from processes.ts; both are re-exported here for the watch and warm-start tests and the benchmarks.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from 'node:fs';
-import http from 'node:http';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { QVM_BIN } from './cli.js';
+import { httpGet, manifestText, url } from './env.js';
+import { cmdline, isRunning, sleep } from './processes.js';
 import { freePort } from './qemu.js';
 
-export const GUEST_KERNEL = fileURLToPath(new URL('../../guest/out/vmlinuz', import.meta.url));
-export const GUEST_INITRD = fileURLToPath(new URL('../../guest/out/initrd.gz', import.meta.url));
-/** A line of the demo guest's index page. */
-export const GUEST_HELLO = 'hello from the qvm demo guest';
+export {
+  bareVm,
+  demoVm,
+  GUEST_HELLO,
+  guestUptime,
+  httpGet,
+  manifestText,
+  parseUptime,
+  privateDir,
+  statusTable,
+  tcpConnect,
+  url,
+  waitForHttp,
+} from './env.js';
+export { isRunning, killQemusUnder, sleep } from './processes.js';
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A short private folder (0700): qvm refuses a runtime root open to others, and socket paths must stay short. */
 /** N different ports that nothing listens on now (freePort() until N distinct ones came back). */
 export async function freePortsDistinct(n: number): Promise<number[]> {
   const ports = new Set<number>();
@@ -40,45 +39,12 @@ export async function freePortsDistinct(n: number): Promise<number[]> {
   return [...ports];
 }
 
-export function privateDir(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  chmodSync(dir, 0o700);
-  return dir;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Manifests
-
-/** The demo guest (guest/README.md) as a manifest entry, with a 64M qcow2 disk for snapshots. */
-export function demoVm(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    memory: '256M',
-    accel: 'tcg',
-    kernel: GUEST_KERNEL,
-    initrd: GUEST_INITRD,
-    append: 'console=ttyS0 quiet panic=-1',
-    nic: 'virtio-net-pci',
-    disk: { path: `disks/${name}.qcow2`, size: '64M' },
-    stopTimeout: '20s',
-    ...extra,
-  };
-}
-
-/**
- * A VM without a guest: the BIOS finds nothing to boot and idles. The NIC's boot ROM is left out, or iPXE
- * spends seconds of CPU on a network boot.
- */
-export function bareVm(extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { memory: '32M', accel: 'tcg', stopTimeout: '1s', args: ['-global', 'e1000.romfile='], ...extra };
-}
 
 /** `forwards:` entries from host ports to the guest's port 80. */
 export function toPort80(...hostPorts: number[]): { host: number; guest: number }[] {
   return hostPorts.map((host) => ({ host, guest: 80 }));
-}
-
-export function manifestText(vms: Record<string, unknown>): string {
-  return stringify({ vms });
 }
 
 /** Writes the manifest in place (truncate and write), as most programs save. */
@@ -270,74 +236,6 @@ process.on('exit', () => {
 // ---------------------------------------------------------------------------------------------------------
 // The guest, from the host
 
-/** One GET with a deadline for the whole exchange (slirp accepts the connection before the guest listens). */
-export function httpGet(url: string, timeoutMs = 300): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const request = http.get(url, { agent: false }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => {
-        body += chunk;
-      });
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
-      response.on('error', reject);
-    });
-    request.setTimeout(timeoutMs, () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    request.on('error', reject);
-  });
-}
-
-/** Polls URL (300 ms per request, `stepMs` between) until it answers 200; returns the body and when. */
-export async function waitForHttp(
-  url: string,
-  timeoutMs: number,
-  stepMs = 25,
-): Promise<{ body: string; at: number }> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no attempt';
-  for (;;) {
-    try {
-      const { status, body } = await httpGet(url, 300);
-      if (status === 200) return { body, at: Date.now() };
-      last = `HTTP ${status}`;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${url} did not answer within ${timeoutMs} ms (last: ${last})`);
-    await sleep(stepMs);
-  }
-}
-
-export const url = (port: number, page = '/') => `http://127.0.0.1:${port}${page}`;
-
-/** The first number of the guest's /proc/uptime, served by /cgi-bin/uptime. */
-export function parseUptime(body: string): number {
-  const uptime = Number.parseFloat(body.trim().split(/\s+/)[0] ?? '');
-  if (!Number.isFinite(uptime)) throw new Error(`not an uptime: ${JSON.stringify(body)}`);
-  return uptime;
-}
-
-export async function guestUptime(port: number, timeoutMs = 10_000): Promise<number> {
-  return parseUptime((await waitForHttp(url(port, '/cgi-bin/uptime'), timeoutMs)).body);
-}
-
-/** What a TCP connect to 127.0.0.1:PORT gets. */
-export function tcpConnect(port: number, timeoutMs = 1000): Promise<'refused' | 'connected' | 'timeout'> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    const done = (outcome: 'refused' | 'connected' | 'timeout') => {
-      socket.destroy();
-      resolve(outcome);
-    };
-    socket.setTimeout(timeoutMs, () => done('timeout'));
-    socket.once('connect', () => done('connected'));
-    socket.once('error', (error: NodeJS.ErrnoException) =>
-      done(error.code === 'ECONNREFUSED' ? 'refused' : 'timeout'),
-    );
-  });
-}
-
 /**
  * Types LINE on the guest's serial console (a unix socket): presses Enter until the shell's prompt shows,
  * then sends the line and waits for its echo.
@@ -392,19 +290,6 @@ export function usernetHostPorts(text: string): number[] {
   return ports.sort((a, b) => a - b);
 }
 
-/** `qvm status`'s table as records keyed by header names (cells cut at the header's column starts). */
-export function statusTable(text: string): Record<string, string>[] {
-  const [header = '', ...lines] = text.split('\n');
-  const columns = [...header.matchAll(/\S+/g)].map((m) => ({ name: m[0], start: m.index }));
-  return lines
-    .filter((line) => line.trim() !== '' && !line.startsWith('! '))
-    .map((line) =>
-      Object.fromEntries(
-        columns.map((c, i) => [c.name, line.slice(c.start, columns[i + 1]?.start ?? line.length).trim()]),
-      ),
-    );
-}
-
 /** Milliseconds in a duration as qvm prints it: `850ms`, `2.4s`, `1m30s`. */
 export function parsePrintedDuration(text: string): number {
   let total = 0;
@@ -419,57 +304,6 @@ export function parsePrintedDuration(text: string): number {
 
 // ---------------------------------------------------------------------------------------------------------
 // Processes, through /proc
-
-export function cmdline(pid: number): string[] {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (argv.at(-1) === '') argv.pop();
-    return argv;
-  } catch {
-    return [];
-  }
-}
-
-/** Whether PID runs (a zombie does not). */
-export function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-/** Running QEMU processes whose command line names something under DIR. */
-export function qemusUnder(dir: string): number[] {
-  const inside = `${path.resolve(dir)}/`;
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const argv = cmdline(pid);
-    if (!argv[0]?.includes('qemu-system')) continue;
-    if (argv.some((arg) => arg.includes(inside)) && isRunning(pid)) pids.push(pid);
-  }
-  return pids;
-}
-
-/** SIGKILLs (after SIGCONT) every QEMU under DIR and waits until they are gone. */
-export async function killQemusUnder(dir: string): Promise<number[]> {
-  const pids = qemusUnder(dir);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  const deadline = Date.now() + 5000;
-  while (pids.some(isRunning) && Date.now() < deadline) await sleep(20);
-  return pids;
-}
 
 /** `<runtime>/<namespace>/<vm>` folders of a VM name, in every namespace of a runtime root. */
 function vmDirs(runtime: string, vm: string): string[] {

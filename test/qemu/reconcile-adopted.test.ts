@@ -9,7 +9,6 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cmdline,
-  eventually,
   freePorts,
   isRunning,
   killQemusUnder,
@@ -22,6 +21,7 @@ import {
   statusOf,
   statusTable,
   tcpConnect,
+  until,
   writeManifest,
 } from '../helpers/env.js';
 import { registerPid, removeDir, tempDir } from '../helpers/qemu.js';
@@ -139,7 +139,7 @@ describe('a VM started outside qvm and adopted through its monitor socket', () =
       `${planText}\nold: stopping\nold: powering off (ACPI)\nold: quitting\n` +
         'old: stopped (no power-off within the stop timeout; quit) in T\n\nApply: 1 of 1 done in T.\n',
     );
-    await eventually(`the adopted QEMU (pid ${pid}) to exit`, () => !isRunning(pid), 5000);
+    await until(`the adopted QEMU (pid ${pid}) to exit`, () => !isRunning(pid), 5000);
     expect((await statusOf(run, 'm.yaml', 'old')).state).toBe('stopped');
     expect(await run(['plan', '-f', 'm.yaml', '--detailed-exitcode'])).toEqual({
       exitCode: 0,

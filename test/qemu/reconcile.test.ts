@@ -14,7 +14,6 @@ import {
   bareVm,
   cmdline,
   demoVm,
-  eventually,
   freePorts,
   GUEST_HELLO,
   guestUptime,
@@ -31,6 +30,8 @@ import {
   statusRows,
   statusTable,
   tcpConnect,
+  until,
+  url,
   vmDirOf,
   waitForHttp,
   writeManifest,
@@ -39,7 +40,6 @@ import { removeDir, tempDir } from '../helpers/qemu.js';
 
 const runtime = runtimeDir();
 const root = tempDir('qvmr-');
-const url = (port: number, page = '/') => `http://127.0.0.1:${port}${page}`;
 const NO_CHANGES = 'No changes. The VMs match the manifest.\n';
 const planSummary = (start: number, live: number, restart: number, stop: number) =>
   `Plan: ${start} to start, ${live} to change live, ${restart} to restart, ${stop} to stop.\n`;
@@ -84,7 +84,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     expect(r.exitCode).toBe(0);
     pid = (await currentPid())!;
     expect(isRunning(pid)).toBe(true);
-    expect(await waitForHttp(url(web), 30_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(web), 30_000)).body).toContain(GUEST_HELLO);
     expect(normalize(r.stdout)).toBe(
       `  + web   start (creates disks/web.qcow2, 64M)\n\n${planSummary(1, 0, 0, 0)}\n` +
         'web: creating disks/web.qcow2\nweb: starting QEMU\nweb: started (pid N) in T\n\n' +
@@ -116,7 +116,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
       `${planText}\nweb: adding forward tcp:127.0.0.1:${extra}-:80\nweb: updated live: 1 forward added in T\n\n` +
         'Apply: 1 of 1 done in T.\n',
     );
-    expect(await waitForHttp(url(extra), 10_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(extra), 10_000)).body).toContain(GUEST_HELLO);
     expect(await currentPid()).toBe(pid);
   });
 
@@ -127,14 +127,14 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     expect(r.stdout).toContain(`            - tcp 127.0.0.1:${extra} -> 10.0.2.15:80\n`);
     expect(r.stdout).not.toContain('drift');
     expect(await tcpConnect(extra)).toBe('refused');
-    expect(await waitForHttp(url(web), 5000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(web), 5000)).body).toContain(GUEST_HELLO);
     expect(await currentPid()).toBe(pid);
   });
 
   it.sequential('a forward added by hand through the monitor is drift: plan shows it, apply removes it', async () => {
     const added = await run(['monitor', '-f', 'm.yaml', 'web', 'hostfwd_add', `tcp:127.0.0.1:${drift}-:80`]);
     expect(added).toEqual({ exitCode: 0, stdout: '', stderr: '' });
-    expect(await waitForHttp(url(drift), 10_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(drift), 10_000)).body).toContain(GUEST_HELLO);
     const planText =
       `  ~ web   forwards, live\n            - tcp 127.0.0.1:${drift} -> 10.0.2.15:80 (drift: added outside qvm)\n\n` +
       planSummary(0, 1, 0, 0);
@@ -170,7 +170,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     // /proc/net/tcp: local address in hex, state 0A = LISTEN. 0100007F is 127.0.0.1.
     expect(listeningAddresses(web)).toEqual(['0100007F']);
     expect(listeningAddresses(exposed)).toEqual(['00000000']);
-    expect(await waitForHttp(url(exposed), 10_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(exposed), 10_000)).body).toContain(GUEST_HELLO);
     const status = await run(['status', '-f', 'm.yaml']);
     expect(status.exitCode).toBe(0);
     expect(statusTable(status.stdout)).toMatchObject([
@@ -229,7 +229,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
       stdout: `base memory: ${320 * 2 ** 20}\nplugged memory: 0\n`,
       stderr: '',
     });
-    expect(await waitForHttp(url(web), 30_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(web), 30_000)).body).toContain(GUEST_HELLO);
   });
 
   it.sequential('state: saved hibernates it; state: running resumes the guest where it was', async () => {
@@ -265,7 +265,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
       '\nweb: starting QEMU from the saved state\nweb: dropping the used saved state\n' +
         'web: started (pid N), resumed from the saved state in T\n',
     );
-    expect(await waitForHttp(url(web), 8000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(web), 8000)).body).toContain(GUEST_HELLO);
     const after = await guestUptime(web);
     const sinceApply = (Date.now() - started) / 1000;
     expect(after).toBeGreaterThanOrEqual(before);
@@ -285,7 +285,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     // Never kill(0) or kill(1): a pid lost to an earlier failing step must not take the test runner down.
     expect(cmdline(pid)[0]).toContain('qemu-system');
     process.kill(pid, 'SIGKILL');
-    await eventually(`pid ${pid} to end`, () => !isRunning(pid));
+    await until(`pid ${pid} to end`, () => !isRunning(pid));
     const plan = await run(['plan', '-f', 'm.yaml']);
     expect(plan).toEqual({
       exitCode: 0,
@@ -300,7 +300,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     expect(newPid).not.toBe(pid);
     expect(isRunning(newPid)).toBe(true);
     pid = newPid;
-    expect(await waitForHttp(url(web), 30_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(web), 30_000)).body).toContain(GUEST_HELLO);
   });
 
   it.sequential('destroy stops it, removes its runtime files and keeps its disk', {
@@ -356,7 +356,7 @@ describe.concurrent('booting from a snapshot named in the manifest', () => {
     expect(normalize(r.stdout)).toContain(
       '\nsnap: starting QEMU from snapshot X\nsnap: started (pid N), from snapshot X in T\n',
     );
-    expect(await waitForHttp(url(port), 10_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(port), 10_000)).body).toContain(GUEST_HELLO);
     const uptime = await guestUptime(port);
     const sinceApply = (Date.now() - started) / 1000;
     expect(uptime).toBeGreaterThanOrEqual(savedAt.low);
@@ -366,7 +366,7 @@ describe.concurrent('booting from a snapshot named in the manifest', () => {
 
   it.sequential('a snapshot taken through the monitor while running', { timeout: 90_000 }, async () => {
     expect((await run(['apply', '-f', 'm.yaml'])).exitCode).toBe(0);
-    expect(await waitForHttp(url(port), 30_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(port), 30_000)).body).toContain(GUEST_HELLO);
     vmDir = vmDirOf((await statusOf(run, 'm.yaml', 'snap')).pid!);
     const low = await guestUptime(port);
     const saved = await run(['monitor', '-f', 'm.yaml', 'snap', 'savevm', 'X']);
@@ -516,7 +516,7 @@ describe.concurrent('a failure on one VM does not stop the others', () => {
 
   it.sequential('the other VM started and serves', { timeout: 90_000 }, async () => {
     expect(normalize(apply.stdout)).toContain('\nfine: started (pid N) in T\n');
-    expect(await waitForHttp(url(finePort), 30_000)).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(finePort), 30_000)).body).toContain(GUEST_HELLO);
     const rows = await statusRows(run, 'm.yaml');
     expect(rows.map((r) => [r.name, r.state === 'running', r.pid !== null])).toEqual([
       ['blocked', false, false],

@@ -60,6 +60,19 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     writeVms(file, {
       web: demoVm('web', { snapshot: 'warm', forwards: toPort80(port), ready: { http: { port } }, ...extra }),
     });
+  /** `qvm apply` while the guest's uptime page is polled; it must exit 0 and print nothing on stderr. */
+  const applyWhilePolling = async (untilMs: number) => {
+    const r = await runWhilePolling(['apply', '-f', 'm.yaml'], {
+      cwd: dir,
+      runtime,
+      port,
+      page: '/cgi-bin/uptime',
+      untilMs,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    return r;
+  };
   const snapshotRows = async () => {
     const r = await run(['snapshot', 'list', '-f', 'm.yaml', 'web']);
     expect(r.stderr).toBe('');
@@ -87,15 +100,7 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
   it('the first apply boots cold, waits until ready and saves the snapshot', {
     timeout: 90_000,
   }, async () => {
-    cold = await runWhilePolling(['apply', '-f', 'm.yaml'], {
-      cwd: dir,
-      runtime,
-      port,
-      page: '/cgi-bin/uptime',
-      untilMs: 60_000,
-    });
-    expect(cold.stderr).toBe('');
-    expect(cold.exitCode).toBe(0);
+    cold = await applyWhilePolling(60_000);
     const done = lineStarting(cold.stdout, 'web: started');
     expect(done).toMatch(/^web: started \(pid \d+\), ready in \S+, saved snapshot warm in \S+$/);
     pid = Number(/pid (\d+)/.exec(done)![1]);
@@ -137,15 +142,7 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
       stderr: '',
     });
 
-    const warm = await runWhilePolling(['apply', '-f', 'm.yaml'], {
-      cwd: dir,
-      runtime,
-      port,
-      page: '/cgi-bin/uptime',
-      untilMs: 30_000,
-    });
-    expect(warm.stderr).toBe('');
-    expect(warm.exitCode).toBe(0);
+    const warm = await applyWhilePolling(30_000);
     const done = lineStarting(warm.stdout, 'web: started');
     expect(done).toMatch(/^web: started \(pid \d+\), from snapshot warm, ready in \S+ in \S+$/);
     expect(warm.stdout).not.toContain('saving snapshot');

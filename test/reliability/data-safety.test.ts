@@ -15,7 +15,7 @@ import {
   mountTmpfs,
   qemusWithPidfile,
   sandbox,
-  spawnHelper,
+  spawnQemu,
   statusJson,
   until,
   warmUp,
@@ -86,6 +86,27 @@ function patternIntact(file: string): boolean {
   return data.length === PATTERN.bytes && data.every((b) => b === PATTERN.byte);
 }
 
+/** validate, plan, apply, status, snapshot list, destroy of MANIFEST (VM web): none may harm a disk. */
+function everydayCommands(manifest: string): string[][] {
+  return [
+    ['validate', '-f', manifest],
+    ['plan', '-f', manifest],
+    ['apply', '-f', manifest],
+    ['status', '-f', manifest],
+    ['snapshot', 'list', 'web', '-f', manifest],
+    ['destroy', '-f', manifest],
+  ];
+}
+
+/** Runs the qvm commands in turn: each must exit 0, and HOLDS must still be true after each one. */
+async function runEach(commands: string[][], holds: () => boolean): Promise<void> {
+  for (const args of commands) {
+    const r = await box.run(args);
+    expect(r.exitCode, `qvm ${args.join(' ')}: ${r.stderr}`).toBe(0);
+    expect(holds(), `after qvm ${args.join(' ')}`).toBe(true);
+  }
+}
+
 describe('a disk that was there before qvm', () => {
   it('keeps its data through validate, plan, apply, status, snapshot list, destroy and destroy --delete-disks', {
     timeout: 60_000,
@@ -98,20 +119,11 @@ describe('a disk that was there before qvm', () => {
       web: bareVm({ disk: { path: 'disks/web.qcow2' } }),
     });
     const commands = [
-      ['validate', '-f', file],
-      ['plan', '-f', file],
-      ['apply', '-f', file],
-      ['status', '-f', file],
-      ['snapshot', 'list', 'web', '-f', file],
-      ['destroy', '-f', file],
+      ...everydayCommands(file),
       ['apply', '-f', file],
       ['destroy', '--delete-disks', '-f', file],
     ];
-    for (const args of commands) {
-      const r = await box.run(args);
-      expect(r.exitCode, `qvm ${args.join(' ')}: ${r.stderr}`).toBe(0);
-      expect(patternIntact(disk), `after qvm ${args.join(' ')}`).toBe(true);
-    }
+    await runEach(commands, () => patternIntact(disk));
     expect(imageInfo(disk)).toEqual({ format: 'qcow2', virtualSize: 64 * MiB });
     expect(qemusWithPidfile(box.pidfile(file, 'web'))).toHaveLength(0);
   });
@@ -127,19 +139,7 @@ describe('a disk qvm created', () => {
     const apply = await box.run(['apply', '-f', file]);
     expect(apply.exitCode, apply.stderr).toBe(0);
     expect(apply.stdout).toContain('web: creating disks/web.qcow2');
-    for (const args of [
-      ['validate', '-f', file],
-      ['plan', '-f', file],
-      ['apply', '-f', file],
-      ['status', '-f', file],
-      ['snapshot', 'list', 'web', '-f', file],
-      ['destroy', '-f', file],
-      ['plan', '-f', file],
-    ]) {
-      const r = await box.run(args);
-      expect(r.exitCode, `qvm ${args.join(' ')}: ${r.stderr}`).toBe(0);
-      expect(existsSync(disk), `after qvm ${args.join(' ')}`).toBe(true);
-    }
+    await runEach([...everydayCommands(file), ['plan', '-f', file]], () => existsSync(disk));
     const destroy = await box.run(['destroy', '--delete-disks', '-f', file]);
     expect(destroy.exitCode, destroy.stderr).toBe(0);
     expect(destroy.stdout).toContain('web: deleted disks/web.qcow2 (created by qvm)');
@@ -181,17 +181,7 @@ describe('a disk locked by another QEMU', () => {
     const dir = path.join(box.root, 'locked');
     const disk = path.join(dir, 'disks', 'web.qcow2');
     preexistingDisk(disk, '64M');
-    const other = spawnHelper('qemu-system-x86_64', [
-      '-accel',
-      'tcg',
-      '-m',
-      '32',
-      '-display',
-      'none',
-      '-nodefaults',
-      '-drive',
-      `file=${disk},format=qcow2,if=virtio`,
-    ]);
+    const other = spawnQemu(['-drive', `file=${disk},format=qcow2,if=virtio`]);
     // Locked once qemu-img (without force-share) cannot open it for reading any more.
     await until('the other QEMU locks the disk', () => {
       try {

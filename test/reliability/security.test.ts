@@ -14,7 +14,7 @@ import {
   qemusUnder,
   qemusWithPidfile,
   sandbox,
-  spawnHelper,
+  spawnQemu,
   statusJson,
   statusTable,
   until,
@@ -104,14 +104,7 @@ describe("an adopted VM's monitor socket", () => {
     mkdirSync(dir, { recursive: true });
     const socket = path.join(dir, 'mon.sock');
     // Started the classic way, by someone else (here: this test, with its own umask).
-    const other = spawnHelper('qemu-system-x86_64', [
-      '-accel',
-      'tcg',
-      '-m',
-      '32',
-      '-display',
-      'none',
-      '-nodefaults',
+    const other = spawnQemu([
       '-monitor',
       `unix:${socket},server,nowait`,
       '-netdev',

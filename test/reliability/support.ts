@@ -3,106 +3,32 @@
  * root 0700), helper processes (port holders, lock holders, `sleep`, qvm runs in the background) that are
  * always killed, tmpfs mounts that are always unmounted, and QEMU processes found and counted through /proc.
  * Nothing here mocks qvm or QEMU. A test file calls `sandbox()` once and `cleanup()` in afterAll.
+ *
+ * The process helpers come from helpers/processes.ts, the VM and status helpers from helpers/env.ts (shared
+ * with the reconcile, watch and warm-start tests); they are re-exported here for the reliability tests.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { stringify } from 'yaml';
 import { namespaceFor } from '../../src/runtime/paths.js';
 import { type CliResult, QVM_BIN, qvm } from '../helpers/cli.js';
+import { manifestText, type StatusRow, statusRows } from '../helpers/env.js';
+import { killQemusUnder, until } from '../helpers/processes.js';
 import { removeDir } from '../helpers/qemu.js';
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls CHECK every 25 ms until it holds; fails naming WHAT (and what `detail` says then) after TIMEOUTMS. */
-export async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  detail: () => string = () => '',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms ${detail()}`.trim());
-    await sleep(25);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Processes, through /proc
-
-export function cmdline(pid: number): string[] {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (argv.at(-1) === '') argv.pop();
-    return argv;
-  } catch {
-    return [];
-  }
-}
-
-/** The state letter of /proc/PID/stat (R, S, T, Z...), undefined when the process is gone. */
-export function procState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether PID runs (a zombie does not: it only waits to be reaped). */
-export function isRunning(pid: number): boolean {
-  const state = procState(pid);
-  return state !== undefined && state !== 'Z' && state !== 'X';
-}
-
-function qemuPids(match: (argv: string[]) => boolean): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const argv = cmdline(pid);
-    if (!argv[0]?.includes('qemu-system')) continue;
-    if (match(argv) && isRunning(pid)) pids.push(pid);
-  }
-  return pids;
-}
-
-/** Running QEMU processes started with exactly this -pidfile: how many QEMUs a VM has. */
-export function qemusWithPidfile(pidfile: string): number[] {
-  return qemuPids((argv) => argv.includes(pidfile));
-}
-
-/** Running QEMU processes whose command line names something under DIR (a runtime root, a temp folder). */
-export function qemusUnder(dir: string): number[] {
-  const inside = `${path.resolve(dir)}/`;
-  return qemuPids((argv) => argv.some((arg) => arg.includes(inside)));
-}
-
-/** SIGCONT (for frozen ones) and SIGKILL every QEMU under DIR, and wait until they are gone. */
-export async function killQemusUnder(dir: string): Promise<void> {
-  const pids = qemusUnder(dir);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  await until('QEMUs killed', () => !pids.some(isRunning), 10_000);
-}
-
-/** SIGKILL one process and wait until it is gone (or a zombie). */
-export async function killHard(pid: number): Promise<void> {
-  process.kill(pid, 'SIGKILL');
-  await until(`pid ${pid} gone after SIGKILL`, () => !isRunning(pid), 10_000);
-}
+export { bareVm, listeningAddresses, statusTable } from '../helpers/env.js';
+export {
+  isRunning,
+  killHard,
+  killQemusUnder,
+  procState,
+  qemusUnder,
+  qemusWithPidfile,
+  until,
+} from '../helpers/processes.js';
+export { QVM_BIN };
 
 // ---------------------------------------------------------------------------------------------------------
 // Helper processes: always killed in cleanup
@@ -179,6 +105,20 @@ export async function holdPort(port: number, address = '127.0.0.1'): Promise<Hel
   return holder;
 }
 
+/** A QEMU started by someone other than qvm: `qemu-system-x86_64 -nodefaults`, 32M, no display, plus ARGS. */
+export function spawnQemu(args: string[]): Helper {
+  return spawnHelper('qemu-system-x86_64', [
+    '-accel',
+    'tcg',
+    '-m',
+    '32',
+    '-display',
+    'none',
+    '-nodefaults',
+    ...args,
+  ]);
+}
+
 const DIST = path.resolve(path.dirname(QVM_BIN), '..', 'dist');
 
 /**
@@ -235,17 +175,10 @@ export function unmountAll(): void {
 // ---------------------------------------------------------------------------------------------------------
 // Manifests and the sandbox
 
-/**
- * A VM without a guest: the BIOS finds nothing to boot and idles. It ignores the ACPI power button, so a
- * graceful stop quits after stopTimeout. The NIC's boot ROM is left out (iPXE would spin for seconds).
- */
-export function bareVm(extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { memory: '32M', accel: 'tcg', stopTimeout: '1s', args: ['-global', 'e1000.romfile='], ...extra };
-}
-
+/** Writes `{vms}` as YAML to FILE (making its folder) and returns FILE. */
 export function writeManifest(file: string, vms: Record<string, unknown>): string {
   mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, stringify({ vms }));
+  writeFileSync(file, manifestText(vms));
   return file;
 }
 
@@ -303,33 +236,9 @@ export async function warmUp(box: Sandbox): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`qvm status failed while warming up: ${r.stderr}`);
 }
 
-/** `qvm status`'s table as records keyed by header names (cells cut at the header's column starts). */
-export function statusTable(text: string): Record<string, string>[] {
-  const [header = '', ...lines] = text.split('\n');
-  const columns = [...header.matchAll(/\S+/g)].map((m) => ({ name: m[0], start: m.index }));
-  return lines
-    .filter((line) => line.trim() !== '' && /^[a-z]/.test(line) && !line.includes(': '))
-    .map((line) =>
-      Object.fromEntries(
-        columns.map((c, i) => [c.name, line.slice(c.start, columns[i + 1]?.start ?? line.length).trim()]),
-      ),
-    );
-}
-
-export interface StatusRow {
-  name: string;
-  state: string;
-  pid: number | null;
-  forwards: string[];
-  exposed: string[];
-  inManifest: boolean;
-  adopted: boolean;
-}
-
-export async function statusJson(box: Sandbox, manifest: string): Promise<StatusRow[]> {
-  const r = await box.run(['status', '-f', manifest, '-o', 'json']);
-  if (r.exitCode !== 0) throw new Error(`qvm status failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as StatusRow[];
+/** `qvm status -o json` of MANIFEST in BOX, parsed; fails when the command does. */
+export function statusJson(box: Sandbox, manifest: string): Promise<StatusRow[]> {
+  return statusRows(box.run, manifest);
 }
 
 /** A TCP port on 127.0.0.1 that nothing listens on now (distinct from the ones handed out before). */
@@ -351,18 +260,6 @@ export async function freshPort(): Promise<number> {
   }
 }
 
-/** Listening IPv4 TCP sockets on PORT, as /proc/net/tcp's hex local addresses (0100007F is 127.0.0.1). */
-export function listeningAddresses(port: number): string[] {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  const out: string[] = [];
-  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    const [address, localPort] = (fields[1] ?? '').split(':');
-    if (fields[3] === '0A' && localPort === hexPort && address) out.push(address);
-  }
-  return out;
-}
-
 /** `qemu-img info` of an image (force-share, so it works on an image a running QEMU holds). */
 export function imageInfo(file: string): { format: string; virtualSize: number } {
   const info = JSON.parse(
@@ -375,5 +272,3 @@ export function imageInfo(file: string): { format: string; virtualSize: number }
 export function hasStackTrace(text: string): boolean {
   return /^\s+at .+[(:]\d+/m.test(text) || text.includes('internal error');
 }
-
-export { QVM_BIN };
