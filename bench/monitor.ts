@@ -2,13 +2,10 @@
  * How fast one monitor command is: in process (QMP and HMP clients), as a whole `qvm monitor` process, and
  * as the classic `cat <(echo CMD; sleep 1) | socat - UNIX-CONNECT:SOCK`. Run with `npm run bench -- monitor`.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { execa } from 'execa';
 import { HmpClient } from '../src/qemu/hmp.js';
 import { QmpClient } from '../src/qemu/qmp.js';
+import { removeDir, startBareVm } from '../test/helpers/qemu.js';
 import { machine, median, ms, percentile, timed } from './lib.js';
 
 const IN_PROCESS_RUNS = 300;
@@ -16,30 +13,10 @@ const PROCESS_RUNS = 20;
 const CLASSIC_RUNS = 5;
 const COMMAND = 'info usernet';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'qvm-bench-'));
-const qmpPath = path.join(dir, 'qmp.sock');
-const hmpPath = path.join(dir, 'mon.sock');
-const pidfile = path.join(dir, 'pid');
-execFileSync('qemu-system-x86_64', [
-  '-accel',
-  'tcg',
-  '-m',
-  '128',
-  '-display',
-  'none',
-  '-daemonize',
-  '-pidfile',
-  pidfile,
-  '-qmp',
-  `unix:${qmpPath},server=on,wait=off`,
-  '-monitor',
-  `unix:${hmpPath},server,nowait`,
-  '-netdev',
-  'user,id=net0,hostfwd=tcp:127.0.0.1:0-:22',
-  '-device',
-  'e1000,netdev=net0',
-]);
-const pid = Number(readFileSync(pidfile, 'utf8'));
+// The same bare VM the tests use: a QMP and an HMP socket, user networking with one forward, no disk.
+const vm = await startBareVm({ disk: false, memoryMiB: 128, forwards: ['tcp:127.0.0.1:0-:22'] });
+const qmpPath = vm.qmp;
+const hmpPath = vm.hmp;
 
 try {
   const rows: string[] = [];
@@ -87,6 +64,6 @@ try {
     `\nWhole \`qvm monitor\` process vs classic: ${(median(classic) / median(whole)).toFixed(1)}× faster (median).`,
   );
 } finally {
-  process.kill(pid, 'SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+  await vm.kill();
+  removeDir(vm.dir);
 }

@@ -2,7 +2,9 @@
 import { UsageError } from '../errors.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
 import { loadManifest } from '../manifest/validate.js';
+import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
 import { type Namespace, namespaceFor } from '../runtime/paths.js';
+import { type Output, writeLine } from './output.js';
 
 export interface Context {
   manifest: Manifest;
@@ -23,4 +25,16 @@ export function findVm(context: Context, name: string): VmSpec {
     );
   }
   return spec;
+}
+
+/** The namespace's lock, saying on stderr what it waits for. */
+export function takeLock(context: Context, command: string, wait: boolean, output: Output): Promise<Lock> {
+  return acquireLock(context.namespace, command, {
+    wait,
+    onWait: (holder) =>
+      writeLine(
+        output.err,
+        `waiting for ${describeHolder(holder)} to finish with the VMs of ${context.manifest.file}`,
+      ),
+  });
 }

@@ -12,9 +12,8 @@ import { display } from '../plan/plan.js';
 import type { Plan, StopChange } from '../plan/types.js';
 import { vmPaths } from '../runtime/paths.js';
 import { forgetCreatedDisk, readCreatedDisks } from '../runtime/records.js';
-import { type Context, loadContext } from './context.js';
+import { type Context, loadContext, takeLock } from './context.js';
 import { type Output, writeLine } from './output.js';
-import { takeLock } from './plan.js';
 import { progressView } from './progress.js';
 
 export async function destroyCommand(
@@ -47,14 +46,21 @@ async function destroyLocked(
   const c = output.color;
   const stops: StopChange[] = [];
   const skipped: string[] = [];
-  for (const name of targets) {
+  // Observed in parallel, as plan does: a frozen VM costs one timeout, not one per VM after it.
+  const observations = await Promise.all(
+    targets.map((name) => {
+      const spec = manifest.vms.find((v) => v.name === name);
+      return spec?.monitor ? undefined : observeVm(name, namespace, spec, { timeoutMs: flags.timeout });
+    }),
+  );
+  targets.forEach((name, i) => {
     const spec = manifest.vms.find((v) => v.name === name);
-    if (spec?.monitor) {
+    const observed = observations[i];
+    if (!observed) {
       skipped.push(name);
-      continue;
+      return;
     }
-    const observed = await observeVm(name, namespace, spec, { timeoutMs: flags.timeout });
-    if (observed.state === 'stopped') continue;
+    if (observed.state === 'stopped') return;
     const paths = vmPaths(namespace, name);
     stops.push({
       action: 'stop',
@@ -66,7 +72,7 @@ async function destroyLocked(
       stopTimeoutMs: spec?.stopTimeoutMs ?? 30_000,
       alreadyPoweredOff: observed.state === 'running' && observed.runstate === 'shutdown',
     });
-  }
+  });
   for (const name of skipped) {
     writeLine(
       output.out,

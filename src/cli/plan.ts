@@ -6,9 +6,8 @@ import { observe } from '../observe/observe.js';
 import { plan as makePlan } from '../plan/plan.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
-import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
 import { formatDuration } from '../util/units.js';
-import { type Context, loadContext } from './context.js';
+import { type Context, loadContext, takeLock } from './context.js';
 import { type Output, writeLine } from './output.js';
 import { progressView } from './progress.js';
 
@@ -54,18 +53,6 @@ export async function applyCommand(
   } finally {
     await lock?.release();
   }
-}
-
-/** The namespace's lock, saying on stderr what it waits for. */
-export function takeLock(context: Context, command: string, wait: boolean, output: Output): Promise<Lock> {
-  return acquireLock(context.namespace, command, {
-    wait,
-    onWait: (holder) =>
-      writeLine(
-        output.err,
-        `waiting for ${describeHolder(holder)} to finish with the VMs of ${context.manifest.file}`,
-      ),
-  });
 }
 
 async function applyLocked(

@@ -18,7 +18,7 @@ import {
 } from '../errors.js';
 import { formatDuration } from '../util/units.js';
 import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
-import { openAndGreet } from './socket.js';
+import { endSocket, openAndGreet } from './socket.js';
 
 const PROMPT = '(qemu) ';
 
@@ -129,11 +129,7 @@ export class HmpClient {
       this.socketPath,
       undefined,
     );
-    await new Promise<void>((resolve) => {
-      this.socket.once('close', () => resolve());
-      this.socket.end();
-      setTimeout(() => this.socket.destroy(), 200).unref();
-    });
+    await endSocket(this.socket);
   }
 
   private untilPrompt(timeoutMs: number, what: string): Promise<string> {

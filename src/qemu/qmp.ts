@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { formatDuration } from '../util/units.js';
 import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
-import { openAndGreet } from './socket.js';
+import { endSocket, openAndGreet } from './socket.js';
 
 export interface QmpEvent {
   event: string;
@@ -236,12 +236,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
       this.socketPath,
       undefined,
     );
-    await new Promise<void>((resolve) => {
-      this.socket.once('close', () => resolve());
-      this.socket.end();
-      // A frozen peer never acknowledges the FIN; do not wait on it.
-      setTimeout(() => this.socket.destroy(), 200).unref();
-    });
+    await endSocket(this.socket);
   }
 
   private onData(chunk: string): void {

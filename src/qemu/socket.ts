@@ -99,6 +99,19 @@ export function readFirstBytes(
   });
 }
 
+/**
+ * Ends a connection and resolves once it is closed. A frozen peer never acknowledges the FIN, so the socket
+ * is destroyed after a moment instead of waiting on it.
+ */
+export function endSocket(socket: net.Socket): Promise<void> {
+  if (socket.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    socket.once('close', () => resolve());
+    socket.end();
+    setTimeout(() => socket.destroy(), 200).unref();
+  });
+}
+
 /** A connected monitor socket with the first bytes QEMU sent, and what is left of the deadline. */
 export interface GreetedSocket {
   socket: net.Socket;
