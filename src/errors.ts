@@ -114,7 +114,10 @@ export class QemuProcessError extends QvmError {
   }
 }
 
-/** A required program is not installed. The message carries the install command. */
+/** qvm would not create a disk because a file appeared at its path meanwhile; that file was left untouched. */
+export class DiskExistsError extends QemuProcessError {}
+
+/** A program qvm runs (qemu-system-x86_64, qemu-img) is not installed. The message carries the install command. */
 export class MissingToolError extends QvmError {}
 
 /** The runtime directory or a file in it is unsafe or unusable (wrong owner, wrong mode, read-only). */
@@ -133,6 +136,15 @@ export class VmActionError extends QvmError {
 
 /** A lock held by another qvm, when --no-wait was given or the wait timed out. */
 export class LockBusyError extends QvmError {}
+
+/** A readiness probe did not succeed within its timeout, or the VM's QEMU exited while waiting for it. */
+export class NotReadyError extends QvmError {}
+
+/**
+ * A command that needs the VM in another state, or with something the manifest does not give it: a snapshot of
+ * a stopped VM, a tag the disk does not have.
+ */
+export class VmStateError extends QvmError {}
 
 export function isQvmError(e: unknown): e is QvmError {
   return e instanceof QvmError;

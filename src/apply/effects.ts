@@ -3,8 +3,8 @@
  * and the real implementation (here) is tested against real QEMU.
  */
 import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
+import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
-import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
 import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity, growDisk } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';

@@ -8,12 +8,12 @@
  */
 import { isQvmError, MonitorCommandError, VmActionError } from '../errors.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
+import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
+import { formatDuration, formatSize } from '../model/units.js';
 import { display } from '../plan/plan.js';
 import type { Plan, RestartChange, SaveChange, StartChange, UpdateChange, VmChange } from '../plan/types.js';
 import { SAVED_STATE_TAG } from '../plan/types.js';
-import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../qemu/hostfwd.js';
 import { describeProbe } from '../ready/probe.js';
-import { formatDuration, formatSize } from '../util/units.js';
 import { type Effects, hasSnapshot } from './effects.js';
 
 export type ProgressEvent =

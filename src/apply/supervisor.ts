@@ -14,13 +14,13 @@ import {
 import path from 'node:path';
 import { execa } from 'execa';
 import { MonitorClosedError, MonitorCommandError, MonitorError, QemuProcessError } from '../errors.js';
+import { formatDuration } from '../model/units.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { type AnyMonitor, connectMonitor } from '../qemu/monitor.js';
 import { parseStatus } from '../qemu/parse/status.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { ensurePrivateDir, type Namespace, runtimeRoot, type VmPaths } from '../runtime/paths.js';
 import { checkPidfile, isAlive, readProcess } from '../runtime/process.js';
-import { formatDuration } from '../util/units.js';
 
 /** How long `-daemonize` may take to hand over (it returns once the monitors' sockets exist, ~0.2 s). */
 const LAUNCH_TIMEOUT_MS = 60_000;

@@ -1,7 +1,7 @@
 /** What most commands start from: the manifest, validated, and its runtime namespace. */
 import { UsageError } from '../errors.js';
+import { loadManifest } from '../manifest/manifest.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
-import { loadManifest } from '../manifest/validate.js';
 import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
 import { type Namespace, namespaceFor } from '../runtime/paths.js';
 import { type Output, writeLine } from './output.js';

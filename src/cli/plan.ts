@@ -2,11 +2,11 @@
 
 import { realEffects } from '../apply/effects.js';
 import { applyPlan } from '../apply/executor.js';
+import { formatDuration } from '../model/units.js';
 import { observe } from '../observe/observe.js';
 import { plan as makePlan } from '../plan/plan.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
-import { formatDuration } from '../util/units.js';
 import { type Context, loadContext, takeLock } from './context.js';
 import { type Output, writeLine } from './output.js';
 import { progressView } from './progress.js';

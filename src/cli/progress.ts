@@ -4,7 +4,7 @@
  */
 import { createLogUpdate } from 'log-update';
 import type { ProgressEvent } from '../apply/executor.js';
-import { formatDuration } from '../util/units.js';
+import { formatDuration } from '../model/units.js';
 import { type Output, writeLine } from './output.js';
 
 export interface ProgressView {

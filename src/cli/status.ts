@@ -2,13 +2,13 @@
 
 import { monitorCommand } from '../apply/effects.js';
 import type { Manifest } from '../manifest/types.js';
+import { isLoopback } from '../model/forward.js';
+import { formatDuration } from '../model/units.js';
 import { observe } from '../observe/observe.js';
 import type { Observation, ObservedVm } from '../observe/types.js';
 import { SAVED_STATE_TAG } from '../plan/types.js';
-import { isLoopback } from '../qemu/hostfwd.js';
 import { probeOnce } from '../ready/probe.js';
 import { vmPaths } from '../runtime/paths.js';
-import { formatDuration } from '../util/units.js';
 import { loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
 

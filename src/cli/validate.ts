@@ -1,5 +1,5 @@
 /** `qvm validate`: checks a manifest without touching any VM. */
-import { loadManifest } from '../manifest/validate.js';
+import { loadManifest } from '../manifest/manifest.js';
 import { type Output, writeLine } from './output.js';
 
 export async function validateCommand(file: string, output: Output): Promise<number> {

@@ -5,9 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
 import type { Diagnostic } from '../errors.js';
-
-/** A path into the manifest value: keys and list indexes. */
-export type FieldPath = ReadonlyArray<string | number>;
+import type { FieldPath } from '../model/field-path.js';
 
 export interface SourcePosition {
   line: number;
@@ -27,16 +25,6 @@ export interface LoadedYaml {
    * field" messages). Falls back to the nearest enclosing node that exists.
    */
   locate(path: FieldPath, options?: { key?: boolean }): SourcePosition | undefined;
-}
-
-export function formatFieldPath(path: FieldPath): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$-]*$/.test(part)) out += out ? `.${part}` : part;
-    else out += `[${JSON.stringify(part)}]`;
-  }
-  return out;
 }
 
 export async function loadYamlFile(file: string, displayName = file): Promise<LoadedYaml> {

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { Diagnostic } from '../errors.js';
-import { type FieldPath, formatFieldPath, type LoadedYaml } from './load.js';
+import { type FieldPath, formatFieldPath } from '../model/field-path.js';
+import type { LoadedYaml } from './load.js';
 
 export const SCHEMA_URL = new URL('../../schemas/qvm.schema.json', import.meta.url);
 

@@ -1,19 +1,55 @@
 /**
- * The manifest as qvm uses it after validation and defaults: every path absolute, every size in bytes or MiB,
- * every duration in milliseconds, every forward with an explicit host address.
+ * The manifest in two forms: the raw document as the schema accepted it (what checkers read), and the VmSpec
+ * that the defaults step makes of it (what everything after the manifest layer uses): every path absolute,
+ * every size in bytes or MiB, every duration in milliseconds, every forward with an explicit host address.
  */
-import type { HostForward } from '../qemu/hostfwd.js';
-import type { FieldPath, SourcePosition } from './load.js';
+import type { FieldPath } from '../model/field-path.js';
+import type { HostForward } from '../model/forward.js';
+import type { SourcePosition } from './load.js';
 
 export type DesiredState = 'running' | 'stopped' | 'saved';
 export type RestartPolicy = 'always' | 'on-failure' | 'never';
+export type Accel = 'auto' | 'kvm' | 'tcg';
+
+/** A forward written as a mapping: `{host: 8080, guest: 80}`. */
+export interface RawForwardObject {
+  proto?: 'tcp' | 'udp';
+  host: number;
+  guest: number;
+  address?: string;
+  guestAddress?: string;
+}
+
+/** One VM as the schema accepted it (the checkers still look at every field they depend on). */
+export interface RawVm {
+  memory?: string | number;
+  cpus?: number;
+  disk?: string | { path: string; size?: string; backing?: string };
+  cdrom?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  nic?: string;
+  forwards?: (string | RawForwardObject)[];
+  snapshot?: string;
+  state?: DesiredState;
+  stopTimeout?: string | number;
+  accel?: Accel;
+  monitor?: string;
+  args?: string[];
+  restart?: RestartPolicy;
+  ready?: {
+    tcp?: number;
+    http?: { port: number; path?: string; status?: number };
+    timeout?: string | number;
+  };
+}
 
 /** How to tell a VM is ready, through one of its tcp forwards (host side). */
 export type ReadySpec = (
   | { kind: 'tcp'; host: string; port: number }
   | { kind: 'http'; host: string; port: number; path: string; status: number }
 ) & { timeoutMs: number };
-export type Accel = 'auto' | 'kvm' | 'tcg';
 
 export interface DiskSpec {
   path: string;

@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { Proto } from '../qemu/hostfwd.js';
+import type { Proto } from '../model/forward.js';
 import { readProcess } from '../runtime/process.js';
 
 export type PortCheck =

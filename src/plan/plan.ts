@@ -4,12 +4,12 @@
  */
 import path from 'node:path';
 import type { ForwardSpec, Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
+import { type HostForward, sameForward } from '../model/forward.js';
+import { formatMemory, formatSize } from '../model/units.js';
 import type { Observation, ObservedVm, RunningVm } from '../observe/types.js';
 import { buildQemuArgs, NETDEV_ID, restartRelevantArgs } from '../qemu/argv.js';
-import { type HostForward, sameForward } from '../qemu/hostfwd.js';
 import type { DiskCreation } from '../qemu/img.js';
 import { type Namespace, vmPaths } from '../runtime/paths.js';
-import { formatMemory, formatSize } from '../util/units.js';
 import {
   type BootFrom,
   type FieldChange,

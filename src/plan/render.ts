@@ -5,9 +5,9 @@
 import { structuredPatch } from 'diff';
 import pc from 'picocolors';
 import { formatDiagnostic } from '../errors.js';
+import { describeForward, type HostForward, isLoopback } from '../model/forward.js';
+import { formatSize } from '../model/units.js';
 import { argvLines, QEMU_SYSTEM } from '../qemu/argv.js';
-import { describeForward, type HostForward, isLoopback } from '../qemu/hostfwd.js';
-import { formatSize } from '../util/units.js';
 import { display } from './plan.js';
 import type { AfterStart, Plan, StartChange, VmChange } from './types.js';
 

@@ -4,7 +4,7 @@
  * running) or through its process (start, stop, restart).
  */
 import type { ReadySpec } from '../manifest/types.js';
-import type { HostForward } from '../qemu/hostfwd.js';
+import type { HostForward } from '../model/forward.js';
 import type { DiskCreation } from '../qemu/img.js';
 
 /** A field of the manifest whose value differs from the running VM's, in user terms: `memory 512M -> 1G`. */

@@ -7,8 +7,8 @@
  * QEMU's escape.
  */
 import type { VmSpec } from '../manifest/types.js';
+import { formatHostfwd, type HostForward } from '../model/forward.js';
 import type { VmPaths } from '../runtime/paths.js';
-import { formatHostfwd, type HostForward } from './hostfwd.js';
 
 export const QEMU_SYSTEM = 'qemu-system-x86_64';
 

@@ -9,8 +9,8 @@ import { linkSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 import path from 'node:path';
 import { execa } from 'execa';
 import { QemuProcessError } from '../errors.js';
+import { formatSize } from '../model/units.js';
 import { isAlive } from '../runtime/process.js';
-import { formatSize } from '../util/units.js';
 
 export const QEMU_IMG = 'qemu-img';
 const QEMU_IMG_TIMEOUT_MS = 60_000;

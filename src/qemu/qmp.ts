@@ -14,7 +14,7 @@ import {
   MonitorProtocolError,
   MonitorTimeoutError,
 } from '../errors.js';
-import { formatDuration } from '../util/units.js';
+import { formatDuration } from '../model/units.js';
 import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
 import { endSocket, openAndGreet } from './socket.js';
 

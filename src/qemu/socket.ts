@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import { MonitorConnectError, MonitorTimeoutError } from '../errors.js';
-import { formatDuration } from '../util/units.js';
+import { formatDuration } from '../model/units.js';
 
 export const DEFAULT_MONITOR_TIMEOUT_MS = 10_000;
 

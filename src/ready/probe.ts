@@ -11,8 +11,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { QvmError } from '../errors.js';
 import type { ReadySpec } from '../manifest/types.js';
+import { formatDuration } from '../model/units.js';
 import { parseUsernetRows } from '../qemu/parse/usernet.js';
-import { formatDuration } from '../util/units.js';
 
 export interface ProbeResult {
   ready: boolean;

@@ -9,7 +9,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VmSpec } from '../manifest/types.js';
-import type { HostForward } from '../qemu/hostfwd.js';
+import type { HostForward } from '../model/forward.js';
 
 export interface LaunchRecord {
   version: 1;

@@ -6,7 +6,7 @@ import {
   hostSidesCollide,
   parseHostfwd,
   sameForward,
-} from '../../src/qemu/hostfwd.js';
+} from '../../src/model/forward.js';
 
 describe('parseHostfwd', () => {
   it('reads QEMU command-line rules', () => {

@@ -6,7 +6,7 @@ import {
   parseDuration,
   parseMemoryMiB,
   parseSize,
-} from '../../src/util/units.js';
+} from '../../src/model/units.js';
 
 describe('durations', () => {
   it.each([

@@ -4,7 +4,7 @@
  * the `Hub -1 (net0):` line above each table; `*` as an address means 0.0.0.0. The table itself is printed by
  * libslirp and has the same shape in QEMU 7.2 through 10.x.
  */
-import type { HostForward, Proto } from '../hostfwd.js';
+import type { HostForward, Proto } from '../../model/forward.js';
 
 export interface ObservedForward extends HostForward {
   netdev: string;

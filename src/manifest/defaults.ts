@@ -1,0 +1,107 @@
+/**
+ * The defaults step: a checked VM document to the VmSpec the rest of qvm uses. Pure, and only run on VMs every
+ * checker passed, so it can trust what it reads.
+ */
+import { parseHostfwd } from '../model/forward.js';
+import { parseDuration, parseMemoryMiB, parseSize } from '../model/units.js';
+import type { VmDocument } from './document.js';
+import { DEFAULTS, type DiskSpec, type ForwardSpec, type ReadySpec, type VmSpec } from './types.js';
+
+/** Fields only a restart can change; on an adopted VM (started outside qvm) they cannot apply. */
+export const RESTART_CLASS_FIELDS = [
+  'memory',
+  'cpus',
+  'disk',
+  'cdrom',
+  'kernel',
+  'initrd',
+  'append',
+  'nic',
+  'accel',
+  'args',
+] as const;
+
+/** The VM's forwards that parse, with the loopback default filled in; unparsable rules are a checker's finding. */
+export function forwardsOf(doc: VmDocument): ForwardSpec[] {
+  const forwards: ForwardSpec[] = [];
+  (Array.isArray(doc.raw.forwards) ? doc.raw.forwards : []).forEach((item, index) => {
+    if (!doc.accepted('forwards', index)) return;
+    if (typeof item === 'string') {
+      const parsed = parseHostfwd(item);
+      if (!parsed.ok) return;
+      const f = parsed.value;
+      forwards.push({ ...f, hostAddress: f.hostAddress || DEFAULTS.forwardAddress, index });
+    } else {
+      forwards.push({
+        proto: item.proto ?? 'tcp',
+        hostAddress: item.address ?? DEFAULTS.forwardAddress,
+        hostPort: item.host,
+        guestAddress: item.guestAddress ?? '',
+        guestPort: item.guest,
+        index,
+      });
+    }
+  });
+  return forwards;
+}
+
+/** The forward a readiness port names, or undefined when it names none of the VM's tcp forwards. */
+export function readyForward(forwards: ForwardSpec[], port: number): ForwardSpec | undefined {
+  return forwards.find((f) => f.proto === 'tcp' && f.hostPort === port);
+}
+
+function diskOf(doc: VmDocument): DiskSpec | undefined {
+  const disk = doc.raw.disk;
+  if (disk === undefined) return undefined;
+  if (typeof disk === 'string') return { path: doc.resolve(disk) };
+  return {
+    path: doc.resolve(disk.path),
+    ...(disk.size ? { sizeBytes: parseSize(disk.size)! } : {}),
+    ...(disk.backing ? { backing: doc.resolve(disk.backing) } : {}),
+  };
+}
+
+function readyOf(doc: VmDocument, forwards: ForwardSpec[]): ReadySpec | undefined {
+  const r = doc.raw.ready;
+  if (r === undefined) return undefined;
+  const port = r.tcp ?? r.http!.port;
+  const forward = readyForward(forwards, port)!;
+  // A forward on every interface is probed on loopback.
+  const host = forward.hostAddress === '0.0.0.0' ? '127.0.0.1' : forward.hostAddress;
+  const timeoutMs = r.timeout === undefined ? DEFAULTS.readyTimeoutMs : parseDuration(r.timeout)!;
+  return r.tcp !== undefined
+    ? { kind: 'tcp', host, port, timeoutMs }
+    : { kind: 'http', host, port, path: r.http!.path ?? '/', status: r.http!.status ?? 200, timeoutMs };
+}
+
+/** The VmSpec of a VM that passed every check. */
+export function toVmSpec(doc: VmDocument): VmSpec {
+  const raw = doc.raw;
+  const forwards = forwardsOf(doc);
+  const disk = diskOf(doc);
+  const ready = readyOf(doc, forwards);
+  return {
+    name: doc.name,
+    memoryMiB: raw.memory === undefined ? DEFAULTS.memoryMiB : parseMemoryMiB(raw.memory)!,
+    cpus: raw.cpus ?? DEFAULTS.cpus,
+    ...(disk ? { disk } : {}),
+    ...(raw.cdrom !== undefined ? { cdrom: doc.resolve(raw.cdrom) } : {}),
+    ...(raw.kernel !== undefined ? { kernel: doc.resolve(raw.kernel) } : {}),
+    ...(raw.initrd !== undefined ? { initrd: doc.resolve(raw.initrd) } : {}),
+    ...(raw.append !== undefined ? { append: raw.append } : {}),
+    nic: raw.nic ?? DEFAULTS.nic,
+    forwards,
+    ...(raw.snapshot !== undefined ? { snapshot: raw.snapshot } : {}),
+    state: raw.state ?? DEFAULTS.state,
+    stopTimeoutMs: raw.stopTimeout === undefined ? DEFAULTS.stopTimeoutMs : parseDuration(raw.stopTimeout)!,
+    accel: raw.accel ?? DEFAULTS.accel,
+    ...(raw.monitor !== undefined ? { monitor: doc.resolve(raw.monitor) } : {}),
+    args: raw.args ?? [],
+    restart: raw.restart ?? DEFAULTS.restart,
+    ...(ready ? { ready } : {}),
+    source: doc.file,
+    ...(raw.monitor !== undefined
+      ? { adoptedIgnores: RESTART_CLASS_FIELDS.filter((f) => raw[f] !== undefined) }
+      : {}),
+  };
+}
