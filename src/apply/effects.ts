@@ -2,12 +2,12 @@
  * The side effects apply needs, behind one narrow interface: the executor is tested with a recording fake,
  * and the real implementation (here) is tested against real QEMU.
  */
-import type { Manifest, ReadySpec, VmSpec } from '../manifest/types.js';
+import type { ReadySpec } from '../manifest/types.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
+import type { Launch } from '../plan/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity, growDisk } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
-import { parseSnapshots } from '../qemu/parse/snapshots.js';
 import { waitReady } from '../ready/probe.js';
 import { type Namespace, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
@@ -16,11 +16,11 @@ import { launchQemu, prepareRuntimeDirs, type StopOutcome, type StopTarget, stop
 
 export interface Effects {
   createDisk(vm: string, disk: DiskCreation): Promise<void>;
-  /** Starts the VM's QEMU; returns its pid. */
-  launch(spec: VmSpec, args: string[], bootedFrom: string | undefined): Promise<number>;
+  /** Starts the VM's QEMU as `launch` says and records how it was started; returns its pid. */
+  launch(vm: string, launch: Launch, bootedFrom: string | undefined): Promise<number>;
   stop(target: StopTarget): Promise<StopOutcome>;
   /** One HMP command through a monitor socket (qvm's QMP socket or an adopted VM's own). */
-  monitorCommand(socket: string, command: string, timeoutMs?: number): Promise<string>;
+  hmp(socket: string, command: string, timeoutMs?: number): Promise<string>;
   /** Records forwards qvm added live, so later plans can tell them from drift. */
   rememberLiveForwards(vm: string, added: HostForward[], removed: HostForward[]): void;
   /** Waits for the readiness probe; throws NotReadyError at its timeout. */
@@ -37,7 +37,7 @@ export interface Effects {
 }
 
 /** One HMP command on a fresh connection (QEMU serves one client per socket: hold it only this long). */
-export async function monitorCommand(socket: string, command: string, timeoutMs = 10_000): Promise<string> {
+export async function sendHmp(socket: string, command: string, timeoutMs = 10_000): Promise<string> {
   const monitor = await connectMonitor(socket, { timeoutMs });
   try {
     return await monitor.hmp(command, { timeoutMs });
@@ -46,11 +46,8 @@ export async function monitorCommand(socket: string, command: string, timeoutMs 
   }
 }
 
-export function realEffects(
-  manifest: Manifest,
-  namespace: Namespace,
-  options: { signal?: AbortSignal } = {},
-): Effects {
+/** The effects against real QEMU processes, files and sockets of a namespace. */
+export function realEffects(namespace: Namespace, options: { signal?: AbortSignal } = {}): Effects {
   const paths = (vm: string): VmPaths => vmPaths(namespace, vm);
   return {
     async createDisk(vm, disk) {
@@ -59,19 +56,24 @@ export function realEffects(
       await createDisk(disk);
       const identity = fileIdentity(disk.path);
       if (identity)
-        recordCreatedDisk(p.dir, { path: disk.path, ...identity, createdAt: new Date().toISOString() });
+        recordCreatedDisk(p.createdDisks, {
+          path: disk.path,
+          ...identity,
+          createdAt: new Date().toISOString(),
+        });
     },
-    async launch(spec, args, bootedFrom) {
-      const p = paths(spec.name);
+    async launch(vm, launch, bootedFrom) {
+      const p = paths(vm);
       prepareRuntimeDirs(namespace, p);
-      const pid = await launchQemu(args, p);
+      const pid = await launchQemu(launch.args, p);
+      const { name: _name, loadvm: _loadvm, ...recorded } = launch.spec;
       writeLaunchRecord(p.launch, {
-        version: 1,
-        vm: spec.name,
-        manifest: manifest.file,
-        argv: [QEMU_SYSTEM, ...args],
-        spec,
-        accel: args[args.indexOf('-accel') + 1] === 'kvm' ? 'kvm' : 'tcg',
+        version: 2,
+        vm,
+        manifest: launch.source,
+        argv: [QEMU_SYSTEM, ...launch.args],
+        launch: recorded,
+        stopTimeoutMs: launch.stopTimeoutMs,
         startedAt: new Date().toISOString(),
         ...(bootedFrom ? { bootedFrom } : {}),
         liveForwards: [],
@@ -81,11 +83,11 @@ export function realEffects(
     stop(target) {
       return stopVm(target, target.adopted ? undefined : paths(target.vm));
     },
-    monitorCommand,
+    hmp: sendHmp,
     async waitReady(vm, ready, socket, onAttempt) {
       const pidfile = paths(vm).pidfile;
       return waitReady(ready, {
-        usernet: () => monitorCommand(socket, 'info usernet', 5000),
+        usernet: () => sendHmp(socket, 'info usernet', 5000),
         alive: () => checkPidfile(pidfile).kind === 'ours',
         ...(options.signal ? { signal: options.signal } : {}),
         ...(onAttempt ? { onAttempt: (result) => onAttempt(result.detail) } : {}),
@@ -100,7 +102,7 @@ export function realEffects(
     rememberLiveForwards(vm, added, removed) {
       const p = paths(vm);
       const record = readLaunchRecord(p.launch);
-      if (!record) return;
+      if (!record || 'unreadable' in record) return;
       const key = (f: HostForward) => formatHostfwd(f);
       const removedKeys = new Set(removed.map((f) => formatHostfwdRemoval(f)));
       const kept = record.liveForwards.filter((f) => !removedKeys.has(formatHostfwdRemoval(f)));
@@ -108,10 +110,4 @@ export function realEffects(
       writeLaunchRecord(p.launch, { ...record, liveForwards: [...all.values()] });
     },
   };
-}
-
-/** Whether a snapshot tag is in `info snapshots`, as the monitor sees it now. */
-export async function hasSnapshot(effects: Effects, socket: string, tag: string): Promise<boolean> {
-  const text = await effects.monitorCommand(socket, 'info snapshots');
-  return parseSnapshots(text).loadable.some((s) => s.tag === tag);
 }

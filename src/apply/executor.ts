@@ -1,20 +1,30 @@
 /**
- * Carrying out a plan. VMs are independent and go in parallel; one VM's steps run in order. A failure on one
- * VM is recorded with what was being done and QEMU's message, and the other VMs carry on.
+ * Carrying out a plan, from the plan alone. VMs are independent and go in parallel; one VM's steps run in
+ * order. A failure on one VM is recorded with what was being done and QEMU's message, and the other VMs
+ * carry on.
  *
  * What is guaranteed when something fails halfway: a VM that was started stays started; a disk that was
  * created stays (and is recorded as created by qvm); forwards already added stay added. The next apply
  * observes all that and plans only what is still missing.
  */
 import { isQvmError, MonitorCommandError, VmActionError } from '../errors.js';
-import type { Manifest, VmSpec } from '../manifest/types.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
+import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatDuration, formatSize } from '../model/units.js';
-import { display } from '../plan/plan.js';
-import type { Plan, RestartChange, SaveChange, StartChange, UpdateChange, VmChange } from '../plan/types.js';
-import { SAVED_STATE_TAG } from '../plan/types.js';
+import { display } from '../plan/describe.js';
+import { plainForward } from '../plan/launch.js';
+import type {
+  Plan,
+  RestartChange,
+  SaveChange,
+  StartChange,
+  StopChange,
+  UpdateChange,
+  VmChange,
+} from '../plan/types.js';
+import { savevmVerified } from '../qemu/savevm.js';
 import { describeProbe } from '../ready/probe.js';
-import { type Effects, hasSnapshot } from './effects.js';
+import type { Effects } from './effects.js';
 
 export type ProgressEvent =
   | { type: 'begin'; vm: string; action: VmChange['action'] }
@@ -30,19 +40,33 @@ export interface VmResult {
 }
 
 export interface ApplyOptions {
-  effects: Effects;
   onProgress?: (event: ProgressEvent) => void;
   /** How many VMs change at once. */
   parallelism?: number;
 }
 
-export async function applyPlan(plan: Plan, manifest: Manifest, options: ApplyOptions): Promise<VmResult[]> {
-  const specs = new Map(manifest.vms.map((v) => [v.name, v]));
+type Step = (text: string) => void;
+
+/** What a change is doing before its first step says more (for the failure message). */
+const DOING = {
+  start: 'starting',
+  restart: 'restarting',
+  update: 'updating',
+  stop: 'stopping',
+  save: 'saving',
+};
+
+/** Carries out every change of the plan; one result per change, in plan order. Never throws for a VM's failure. */
+export async function applyPlan(
+  plan: Plan,
+  effects: Effects,
+  options: ApplyOptions = {},
+): Promise<VmResult[]> {
   const queue = [...plan.changes];
   const results: VmResult[] = [];
   const worker = async () => {
     for (let change = queue.shift(); change; change = queue.shift()) {
-      results.push(await applyChange(change, specs.get(change.vm), plan.baseDir, options));
+      results.push(await applyChange(change, plan.baseDir, effects, options));
     }
   };
   const parallelism = Math.max(1, options.parallelism ?? 16);
@@ -53,56 +77,20 @@ export async function applyPlan(plan: Plan, manifest: Manifest, options: ApplyOp
 
 async function applyChange(
   change: VmChange,
-  spec: VmSpec | undefined,
   baseDir: string,
+  effects: Effects,
   options: ApplyOptions,
 ): Promise<VmResult> {
   const started = Date.now();
   const emit = options.onProgress ?? (() => {});
-  const { effects } = options;
-  let doing = describeStart(change);
-  const step = (text: string) => {
+  let doing = DOING[change.action];
+  const step: Step = (text) => {
     doing = text;
     emit({ type: 'step', vm: change.vm, step: text });
   };
   emit({ type: 'begin', vm: change.vm, action: change.action });
   try {
-    let summary: string;
-    switch (change.action) {
-      case 'start':
-        summary = await start(change, requireSpec(spec, change.vm), baseDir, effects, step);
-        break;
-      case 'restart':
-        summary = await restart(change, requireSpec(spec, change.vm), baseDir, effects, step);
-        break;
-      case 'update':
-        summary = await update(change, effects, step);
-        break;
-      case 'stop': {
-        step(change.alreadyPoweredOff ? 'quitting' : 'stopping');
-        const outcome = await effects.stop({
-          vm: change.vm,
-          socket: change.socket,
-          ...(change.pid !== undefined ? { pid: change.pid } : {}),
-          adopted: change.adopted,
-          stopTimeoutMs: change.stopTimeoutMs,
-          alreadyPoweredOff: change.alreadyPoweredOff,
-          onStep: step,
-        });
-        summary = {
-          'powered-off': 'stopped (guest powered off)',
-          'quit-after-timeout': `stopped (no power-off within the stop timeout; quit)`,
-          killed: 'stopped (killed: QEMU did not quit)',
-          'already-gone': 'stopped (was already gone)',
-        }[outcome];
-        break;
-      }
-      case 'save':
-        summary = await save(change, effects, step);
-        break;
-      default:
-        return assertNever(change);
-    }
+    const summary = await run(change, baseDir, effects, step);
     const elapsedMs = Date.now() - started;
     emit({ type: 'done', vm: change.vm, summary, elapsedMs });
     return { vm: change.vm, ok: true, elapsedMs };
@@ -115,18 +103,70 @@ async function applyChange(
   }
 }
 
-function describeStart(change: VmChange): string {
-  return { start: 'starting', restart: 'restarting', update: 'updating', stop: 'stopping', save: 'saving' }[
-    change.action
-  ];
+function run(change: VmChange, baseDir: string, effects: Effects, step: Step): Promise<string> {
+  switch (change.action) {
+    case 'start':
+      return start(change, baseDir, effects, step);
+    case 'restart':
+      return restart(change, baseDir, effects, step);
+    case 'update':
+      return update(change, effects, step);
+    case 'stop':
+      return stop(change, effects, step);
+    case 'save':
+      return save(change, effects, step);
+    default:
+      return assertNever(change);
+  }
+}
+
+const STOP_SUMMARY = {
+  'powered-off': 'stopped (guest powered off)',
+  'quit-after-timeout': 'stopped (no power-off within the stop timeout; quit)',
+  killed: 'stopped (killed: QEMU did not quit)',
+  'already-gone': 'stopped (was already gone)',
+} as const;
+
+async function stop(change: StopChange, effects: Effects, step: Step): Promise<string> {
+  step(change.alreadyPoweredOff ? 'quitting' : 'stopping');
+  const outcome = await effects.stop({
+    vm: change.vm,
+    socket: change.socket,
+    ...(change.pid !== undefined ? { pid: change.pid } : {}),
+    adopted: change.adopted,
+    stopTimeoutMs: change.stopTimeoutMs,
+    alreadyPoweredOff: change.alreadyPoweredOff,
+    onStep: step,
+  });
+  return STOP_SUMMARY[outcome];
+}
+
+/** The disk steps before a start: create, grow, drop a snapshot. */
+async function prepareDisk(
+  change: StartChange | RestartChange,
+  baseDir: string,
+  effects: Effects,
+  step: Step,
+) {
+  if (change.createDisk) {
+    step(`creating ${display(baseDir, change.createDisk.path)}`);
+    await effects.createDisk(change.vm, change.createDisk);
+  }
+  if (change.resizeDisk) {
+    step(`growing ${display(baseDir, change.resizeDisk.path)} to ${formatSize(change.resizeDisk.toBytes)}`);
+    await effects.growDisk(change.resizeDisk.path, change.resizeDisk.toBytes);
+  }
+  if (change.dropSnapshot) {
+    step(`deleting snapshot ${change.dropSnapshot.tag}`);
+    await effects.deleteSnapshotOffline(change.dropSnapshot.disk, change.dropSnapshot.tag);
+  }
 }
 
 async function start(
   change: StartChange | RestartChange,
-  spec: VmSpec,
   baseDir: string,
   effects: Effects,
-  step: (s: string) => void,
+  step: Step,
 ): Promise<string> {
   if (change.action === 'start' && change.replacesPid !== undefined) {
     step('quitting the powered-off QEMU');
@@ -139,39 +179,25 @@ async function start(
       alreadyPoweredOff: true,
     });
   }
-  if (change.createDisk) {
-    step(`creating ${display({ dir: baseDir }, change.createDisk.path)}`);
-    await effects.createDisk(change.vm, change.createDisk);
-  }
-  if (change.resizeDisk) {
-    step(
-      `growing ${display({ dir: baseDir }, change.resizeDisk.path)} to ${formatSize(change.resizeDisk.toBytes)}`,
-    );
-    await effects.growDisk(change.resizeDisk.path, change.resizeDisk.toBytes);
-  }
-  if (change.dropSnapshot && spec.disk) {
-    step(`deleting snapshot ${change.dropSnapshot}`);
-    await effects.deleteSnapshotOffline(spec.disk.path, change.dropSnapshot);
-  }
+  await prepareDisk(change, baseDir, effects, step);
+  const from = change.bootFrom;
   step(
-    change.bootFrom
-      ? `starting QEMU from ${change.bootFrom.kind === 'saved-state' ? 'the saved state' : `snapshot ${change.bootFrom.tag}`}`
+    from
+      ? `starting QEMU from ${from.kind === 'saved-state' ? 'the saved state' : `snapshot ${from.tag}`}`
       : 'starting QEMU',
   );
-  const args = change.action === 'start' ? change.args : change.argsAfter;
-  const pid = await effects.launch(spec, args, change.bootFrom?.tag);
+  const pid = await effects.launch(change.vm, change.launch, from?.tag);
   const notes = [`started (pid ${pid})`];
-  if (change.bootFrom?.kind === 'saved-state') {
+  if (from?.kind === 'saved-state') {
     // The hibernation image has served: drop it so a later cold start does not resume stale state.
     step('dropping the used saved state');
-    await effects.monitorCommand(change.socket, `delvm ${SAVED_STATE_TAG}`);
+    await effects.hmp(change.socket, `delvm ${SAVED_STATE_TAG}`);
     notes.push('resumed from the saved state');
-  } else if (change.bootFrom) {
-    notes.push(`from snapshot ${change.bootFrom.tag}`);
+  } else if (from) {
+    notes.push(`from snapshot ${from.tag}`);
   }
   if (change.ready) {
-    const what = describeProbe(change.ready);
-    step(`waiting for ready (${what})`);
+    step(`waiting for ready (${describeProbe(change.ready)})`);
     const { elapsedMs } = await effects.waitReady(change.vm, change.ready, change.socket, (detail) =>
       step(`waiting for ready: ${detail}`),
     );
@@ -179,14 +205,11 @@ async function start(
   }
   if (change.saveSnapshot) {
     step(`saving snapshot ${change.saveSnapshot}`);
-    await effects.monitorCommand(change.socket, `savevm ${change.saveSnapshot}`, 300_000);
-    if (!(await hasSnapshot(effects, change.socket, change.saveSnapshot))) {
-      throw new MonitorCommandError(
-        `savevm ${change.saveSnapshot}`,
-        `snapshot ${change.saveSnapshot} is not on the disk after savevm`,
-        change.socket,
-      );
-    }
+    await savevmVerified(
+      (command, timeoutMs) => effects.hmp(change.socket, command, timeoutMs),
+      change.socket,
+      change.saveSnapshot,
+    );
     notes.push(`saved snapshot ${change.saveSnapshot}`);
   }
   return notes.join(', ');
@@ -194,10 +217,9 @@ async function start(
 
 async function restart(
   change: RestartChange,
-  spec: VmSpec,
   baseDir: string,
   effects: Effects,
-  step: (s: string) => void,
+  step: Step,
 ): Promise<string> {
   step('stopping');
   await effects.stop({
@@ -206,45 +228,78 @@ async function restart(
     pid: change.pid,
     adopted: false,
     stopTimeoutMs: change.stopTimeoutMs,
-    // A VM stuck in internal-error or restore-vm runs no guest that could answer the power button.
-    alreadyPoweredOff: change.stuckIn !== undefined,
+    alreadyPoweredOff: change.skipPowerOff,
     onStep: step,
   });
-  const started = await start(change, spec, baseDir, effects, step);
-  return `restarted: ${started}`;
+  return `restarted: ${await start(change, baseDir, effects, step)}`;
 }
 
-async function update(change: UpdateChange, effects: Effects, step: (s: string) => void): Promise<string> {
+/** One live monitor command: what to send, and how to name it in progress and in a failure. */
+interface LiveCommand<T> {
+  item: T;
+  /** The command line sent to QEMU. */
+  command: string;
+  /** The rule it is about, without the netdev: how failures name it. */
+  rule: string;
+  progress: string;
+}
+
+/** Runs each command in turn, collecting QEMU's refusals instead of stopping at the first; returns what worked. */
+async function eachCommand<T>(
+  commands: LiveCommand<T>[],
+  effects: Effects,
+  socket: string,
+  step: Step,
+  failures: string[],
+): Promise<T[]> {
+  const done: T[] = [];
+  for (const c of commands) {
+    step(c.progress);
+    try {
+      await effects.hmp(socket, c.command);
+      done.push(c.item);
+    } catch (error) {
+      if (!(error instanceof MonitorCommandError)) throw error;
+      failures.push(`${c.rule}: ${error.qemuMessage}`);
+    }
+  }
+  return done;
+}
+
+async function update(change: UpdateChange, effects: Effects, step: Step): Promise<string> {
   const failures: string[] = [];
-  const removed: HostForward[] = [];
-  const added: HostForward[] = [];
   const netdev = change.netdev ? `${change.netdev} ` : '';
   // Removals first: a forward whose guest side changed is removed and added back on the same host port.
-  for (const forward of change.remove) {
-    step(`removing forward ${formatHostfwdRemoval(forward)}`);
-    try {
-      await effects.monitorCommand(change.socket, `hostfwd_remove ${netdev}${formatHostfwdRemoval(forward)}`);
-      removed.push(forward);
-    } catch (error) {
-      if (!(error instanceof MonitorCommandError)) throw error;
-      failures.push(`hostfwd_remove ${formatHostfwdRemoval(forward)}: ${error.qemuMessage}`);
-    }
-  }
+  const removed: HostForward[] = await eachCommand(
+    change.remove.map((f) => ({
+      item: f,
+      command: `hostfwd_remove ${netdev}${formatHostfwdRemoval(f)}`,
+      rule: `hostfwd_remove ${formatHostfwdRemoval(f)}`,
+      progress: `removing forward ${formatHostfwdRemoval(f)}`,
+    })),
+    effects,
+    change.socket,
+    step,
+    failures,
+  );
   // Each forward is tried even when another fails, so one taken port does not hold back the rest.
-  for (const forward of change.add) {
-    step(`adding forward ${formatHostfwd(forward)}`);
-    try {
-      await effects.monitorCommand(change.socket, `hostfwd_add ${netdev}${formatHostfwd(forward)}`);
-      added.push(forward);
-    } catch (error) {
-      if (!(error instanceof MonitorCommandError)) throw error;
-      failures.push(`hostfwd_add ${formatHostfwd(forward)}: ${error.qemuMessage}`);
-    }
-  }
-  if (!change.adopted) effects.rememberLiveForwards(change.vm, added, removed);
+  const added: HostForward[] = await eachCommand(
+    change.add.map((f) => ({
+      item: f,
+      command: `hostfwd_add ${netdev}${formatHostfwd(f)}`,
+      rule: `hostfwd_add ${formatHostfwd(f)}`,
+      progress: `adding forward ${formatHostfwd(f)}`,
+    })),
+    effects,
+    change.socket,
+    step,
+    failures,
+  );
+  if (!change.adopted)
+    effects.rememberLiveForwards(change.vm, added.map(plainForward), removed.map(plainForward));
   if (change.resume) {
     step('resuming');
-    await effects.monitorCommand(change.socket, 'cont');
+    await effects.hmp(change.socket, 'cont');
   }
   if (failures.length > 0) {
     throw new VmActionError(
@@ -261,18 +316,15 @@ async function update(change: UpdateChange, effects: Effects, step: (s: string) 
   return `updated live: ${parts.join(', ')}`;
 }
 
-async function save(change: SaveChange, effects: Effects, step: (s: string) => void): Promise<string> {
+async function save(change: SaveChange, effects: Effects, step: Step): Promise<string> {
   step(`saving state (savevm ${change.tag})`);
-  // savevm writes RAM into the disk: allow it minutes, not the usual monitor deadline.
-  await effects.monitorCommand(change.socket, `savevm ${change.tag}`, 300_000);
   // Never end the VM unless its state is really on disk.
-  if (!(await hasSnapshot(effects, change.socket, change.tag))) {
-    throw new MonitorCommandError(
-      `savevm ${change.tag}`,
-      `snapshot ${change.tag} is not on the disk after savevm; the VM was left running`,
-      change.socket,
-    );
-  }
+  await savevmVerified(
+    (command, timeoutMs) => effects.hmp(change.socket, command, timeoutMs),
+    change.socket,
+    change.tag,
+    '; the VM was left running',
+  );
   step('quitting');
   await effects.stop({
     vm: change.vm,
@@ -283,11 +335,6 @@ async function save(change: SaveChange, effects: Effects, step: (s: string) => v
     alreadyPoweredOff: true,
   });
   return `saved (snapshot ${change.tag}) and stopped`;
-}
-
-function requireSpec(spec: VmSpec | undefined, vm: string): VmSpec {
-  if (!spec) throw new Error(`bug: no spec for ${vm}`);
-  return spec;
 }
 
 function assertNever(value: never): never {

@@ -1,21 +1,13 @@
-/** What most commands start from: the manifest, validated, and its runtime namespace. */
+/** What most commands start from: the manifest, validated, its runtime namespace, and a VM of it by name. */
 import { UsageError } from '../errors.js';
-import { loadManifest } from '../manifest/manifest.js';
-import type { Manifest, VmSpec } from '../manifest/types.js';
-import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
-import { type Namespace, namespaceFor } from '../runtime/paths.js';
+import type { VmSpec } from '../manifest/types.js';
+import { type Context, loadContext } from '../reconcile/pass.js';
+import { describeHolder, type LockHolder } from '../runtime/lock.js';
 import { type Output, writeLine } from './output.js';
 
-export interface Context {
-  manifest: Manifest;
-  namespace: Namespace;
-}
+export { type Context, loadContext };
 
-export async function loadContext(file: string): Promise<Context> {
-  const manifest = await loadManifest(file);
-  return { manifest, namespace: namespaceFor(file) };
-}
-
+/** The VM of the manifest with this name; a UsageError listing the names it has otherwise. */
 export function findVm(context: Context, name: string): VmSpec {
   const spec = context.manifest.vms.find((v) => v.name === name);
   if (!spec) {
@@ -27,14 +19,8 @@ export function findVm(context: Context, name: string): VmSpec {
   return spec;
 }
 
-/** The namespace's lock, saying on stderr what it waits for. */
-export function takeLock(context: Context, command: string, wait: boolean, output: Output): Promise<Lock> {
-  return acquireLock(context.namespace, command, {
-    wait,
-    onWait: (holder) =>
-      writeLine(
-        output.err,
-        `waiting for ${describeHolder(holder)} to finish with the VMs of ${context.manifest.file}`,
-      ),
-  });
+/** Says on stderr what a command waits for when another qvm holds the namespace's lock. */
+export function sayWaiting(output: Output, manifestFile: string): (holder: LockHolder | undefined) => void {
+  return (holder) =>
+    writeLine(output.err, `waiting for ${describeHolder(holder)} to finish with the VMs of ${manifestFile}`);
 }

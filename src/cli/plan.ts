@@ -1,13 +1,9 @@
-/** `qvm plan` and `qvm apply`: observe, plan, show; apply also carries the plan out. */
-
-import { realEffects } from '../apply/effects.js';
-import { applyPlan } from '../apply/executor.js';
+/** `qvm plan` and `qvm apply`: one reconcile pass; plan stops after showing it, apply carries it out. */
 import { formatDuration } from '../model/units.js';
-import { observe } from '../observe/observe.js';
-import { plan as makePlan } from '../plan/plan.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import type { Plan } from '../plan/types.js';
-import { type Context, loadContext, takeLock } from './context.js';
+import { runPass } from '../reconcile/pass.js';
+import { sayWaiting } from './context.js';
 import { type Output, writeLine } from './output.js';
 import { progressView } from './progress.js';
 
@@ -19,21 +15,22 @@ export interface PlanFlags {
   refreshSnapshot?: boolean;
 }
 
-export async function computePlan(context: Context, flags: PlanFlags): Promise<Plan> {
-  const observation = await observe(context.manifest, context.namespace, { timeoutMs: flags.timeout });
-  return makePlan(context.manifest, observation, {
-    namespace: context.namespace,
-    prune: flags.prune,
-    refreshSnapshots: flags.refreshSnapshot === true,
-  });
+function planOptions(flags: PlanFlags) {
+  return { prune: flags.prune, refreshSnapshots: flags.refreshSnapshot === true };
 }
 
 export async function planCommand(
   flags: PlanFlags & { detailedExitcode: boolean },
   output: Output,
 ): Promise<number> {
-  const context = await loadContext(flags.file);
-  const plan = await computePlan(context, flags);
+  const { plan } = await runPass({
+    source: flags.file,
+    command: 'plan',
+    wait: false,
+    timeoutMs: flags.timeout,
+    planOptions: planOptions(flags),
+    dryRun: true,
+  });
   if (flags.output === 'json') writeLine(output.out, JSON.stringify(planJson(plan), null, 2));
   else output.out.write(renderPlan(plan, { color: output.color.isColorSupported }));
   if (plan.problems.length > 0) return 1;
@@ -45,45 +42,36 @@ export async function applyCommand(
   flags: PlanFlags & { dryRun: boolean; wait: boolean },
   output: Output,
 ): Promise<number> {
-  const context = await loadContext(flags.file);
-  // Observe and plan under the lock: what another qvm changed while we waited must be seen.
-  const lock = flags.dryRun ? undefined : await takeLock(context, 'apply', flags.wait, output);
-  try {
-    return await applyLocked(context, flags, output);
-  } finally {
-    await lock?.release();
-  }
-}
-
-async function applyLocked(
-  context: Context,
-  flags: PlanFlags & { dryRun: boolean },
-  output: Output,
-): Promise<number> {
-  const plan = await computePlan(context, flags);
   const json = flags.output === 'json';
-  if (json) writeLine(output.out, JSON.stringify({ plan: planJson(plan) }));
-  else output.out.write(renderPlan(plan, { color: output.color.isColorSupported }));
-  if (flags.dryRun || plan.changes.length === 0) return plan.problems.length > 0 ? 1 : 0;
-
-  if (!json) writeLine(output.out);
-  const view = json ? undefined : progressView(output);
-  const started = Date.now();
-  const results = await applyPlan(plan, context.manifest, {
-    effects: realEffects(context.manifest, context.namespace),
-    onProgress: (event) => {
-      if (json) {
-        const { error, ...rest } = event as typeof event & { error?: Error };
-        writeLine(
-          output.out,
-          JSON.stringify({ event: rest.type, ...rest, ...(error ? { error: error.message } : {}) }),
-        );
-      } else {
-        view?.onProgress(event);
+  let view: ReturnType<typeof progressView> | undefined;
+  let started = 0;
+  const { plan, results } = await runPass({
+    source: flags.file,
+    command: 'apply',
+    wait: flags.wait,
+    onLockWait: sayWaiting(output, flags.file),
+    timeoutMs: flags.timeout,
+    planOptions: planOptions(flags),
+    dryRun: flags.dryRun,
+    onPlan: (p) => {
+      showPlan(p, json, output);
+      if (!flags.dryRun && p.changes.length > 0 && !json) {
+        writeLine(output.out);
+        view = progressView(output);
       }
+      started = Date.now();
+    },
+    onProgress: (event) => {
+      if (!json) return view?.onProgress(event);
+      const { error, ...rest } = event as typeof event & { error?: Error };
+      writeLine(
+        output.out,
+        JSON.stringify({ event: rest.type, ...rest, ...(error ? { error: error.message } : {}) }),
+      );
     },
   });
   view?.finish();
+  if (flags.dryRun || plan.changes.length === 0) return plan.problems.length > 0 ? 1 : 0;
   const failed = results.filter((r) => !r.ok);
   if (!json) {
     const c = output.color;
@@ -93,4 +81,9 @@ async function applyLocked(
     for (const result of failed) writeLine(output.err, `${c.red('error:')} ${result.error!.message}`);
   }
   return failed.length > 0 || plan.problems.length > 0 ? 1 : 0;
+}
+
+function showPlan(plan: Plan, json: boolean, output: Output): void {
+  if (json) writeLine(output.out, JSON.stringify({ plan: planJson(plan) }));
+  else output.out.write(renderPlan(plan, { color: output.color.isColorSupported }));
 }

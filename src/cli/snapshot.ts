@@ -2,18 +2,17 @@
  * `qvm snapshot list|save|delete VM [TAG]`: snapshots by hand, through the monitor while the VM runs and
  * with qemu-img while it is stopped. Deleting the snapshot the manifest boots from needs --force.
  */
-import { monitorCommand } from '../apply/effects.js';
-import { QvmError, UsageError } from '../errors.js';
+import { sendHmp } from '../apply/effects.js';
+import { UsageError, VmStateError } from '../errors.js';
+import { SAVED_STATE_TAG, SNAPSHOT_TAG } from '../model/names.js';
 import { observeVm } from '../observe/observe.js';
-import { display } from '../plan/plan.js';
-import { SAVED_STATE_TAG } from '../plan/types.js';
+import { display } from '../plan/describe.js';
 import { deleteSnapshot, imageInfo } from '../qemu/img.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
+import { savevmVerified } from '../qemu/savevm.js';
 import { vmPaths } from '../runtime/paths.js';
 import { findVm, loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
-
-const TAG = /^[A-Za-z0-9._-]{1,64}$/;
 
 export async function snapshotCommand(
   verb: string,
@@ -26,7 +25,7 @@ export async function snapshotCommand(
     throw new UsageError(`unknown snapshot action "${verb}": use list, save or delete`);
   if (verb !== 'list') {
     if (!tag) throw new UsageError(`qvm snapshot ${verb} needs a tag: qvm snapshot ${verb} ${vm} TAG`);
-    if (!TAG.test(tag))
+    if (!SNAPSHOT_TAG.test(tag))
       throw new UsageError(
         `snapshot tags are letters, digits, '.', '_' and '-', at most 64; got ${JSON.stringify(tag)}`,
       );
@@ -37,21 +36,21 @@ export async function snapshotCommand(
   const spec = findVm(context, vm);
   const observed = await observeVm(vm, context.namespace, spec, { timeoutMs: flags.timeout });
   if (observed.state === 'unknown')
-    throw new QvmError(`${vm} does not answer on its monitor: ${observed.error}`);
+    throw new VmStateError(`${vm} does not answer on its monitor: ${observed.error}`);
   const running = observed.state === 'running' && observed.runstate !== 'shutdown';
   const socket = spec.monitor ?? vmPaths(context.namespace, vm).qmp;
   const diskPath = spec.disk?.path;
 
   if (verb === 'list') {
     const list = running
-      ? parseSnapshots(await monitorCommand(socket, 'info snapshots', flags.timeout)).loadable
+      ? parseSnapshots(await sendHmp(socket, 'info snapshots', flags.timeout)).loadable
       : undefined;
     const rows: string[][] = [];
     if (list) {
       for (const s of list) rows.push([s.tag, s.vmSize, s.date, s.vmClock]);
     } else {
       if (!diskPath)
-        throw new QvmError(`${vm} is not running and has no disk in the manifest to read snapshots from`);
+        throw new VmStateError(`${vm} is not running and has no disk in the manifest to read snapshots from`);
       for (const name of (await imageInfo(diskPath)).snapshots) rows.push([name, '', '', '']);
     }
     if (rows.length === 0) {
@@ -78,15 +77,14 @@ export async function snapshotCommand(
 
   if (verb === 'save') {
     if (!running)
-      throw new QvmError(
+      throw new VmStateError(
         `${vm} is not running: a snapshot holds the VM's RAM, so save needs it running (qvm apply starts it)`,
       );
-    await monitorCommand(socket, `savevm ${tag}`, 300_000);
-    const tags = parseSnapshots(await monitorCommand(socket, 'info snapshots', flags.timeout)).loadable.map(
-      (s) => s.tag,
+    await savevmVerified(
+      (command, timeoutMs) => sendHmp(socket, command, timeoutMs ?? flags.timeout),
+      socket,
+      tag!,
     );
-    if (!tags.includes(tag!))
-      throw new QvmError(`savevm ${tag} reported success but ${tag} is not on the disk`);
     writeLine(output.out, `${vm}: saved snapshot ${tag}`);
     return 0;
   }
@@ -98,19 +96,19 @@ export async function snapshotCommand(
     );
   }
   if (running) {
-    const tags = parseSnapshots(await monitorCommand(socket, 'info snapshots', flags.timeout)).loadable.map(
+    const tags = parseSnapshots(await sendHmp(socket, 'info snapshots', flags.timeout)).loadable.map(
       (s) => s.tag,
     );
     // QEMU 7.2's delvm reports success for a tag that does not exist: check first.
     if (!tags.includes(tag!))
-      throw new QvmError(`${vm} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`);
-    await monitorCommand(socket, `delvm ${tag}`, 60_000);
+      throw new VmStateError(`${vm} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`);
+    await sendHmp(socket, `delvm ${tag}`, 60_000);
   } else {
-    if (!diskPath) throw new QvmError(`${vm} is not running and has no disk in the manifest`);
+    if (!diskPath) throw new VmStateError(`${vm} is not running and has no disk in the manifest`);
     const tags = (await imageInfo(diskPath)).snapshots;
     if (!tags.includes(tag!))
-      throw new QvmError(
-        `${display(context.manifest, diskPath)} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`,
+      throw new VmStateError(
+        `${display(context.manifest.dir, diskPath)} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`,
       );
     await deleteSnapshot(diskPath, tag!);
   }

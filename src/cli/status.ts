@@ -1,12 +1,12 @@
 /** `qvm status`: one row per VM of the manifest, and any running VM of its namespace it no longer lists. */
 
-import { monitorCommand } from '../apply/effects.js';
+import { sendHmp } from '../apply/effects.js';
 import type { Manifest } from '../manifest/types.js';
 import { isLoopback } from '../model/forward.js';
+import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatDuration } from '../model/units.js';
 import { observe } from '../observe/observe.js';
 import type { Observation, ObservedVm } from '../observe/types.js';
-import { SAVED_STATE_TAG } from '../plan/types.js';
 import { probeOnce } from '../ready/probe.js';
 import { vmPaths } from '../runtime/paths.js';
 import { loadContext } from './context.js';
@@ -119,7 +119,7 @@ export async function statusCommand(
       if (!spec.ready || vm?.state !== 'running' || vm.runstate !== 'running') return;
       const socket = spec.monitor ?? vmPaths(namespace, spec.name).qmp;
       const result = await probeOnce(spec.ready, {
-        usernet: () => monitorCommand(socket, 'info usernet', flags.timeout),
+        usernet: () => sendHmp(socket, 'info usernet', flags.timeout),
       });
       readiness.set(spec.name, result.ready);
     }),

@@ -1,7 +1,8 @@
 /** `qvm watch`: the reconcile loop in the foreground until SIGINT or SIGTERM. */
-import { humanLog, jsonLog } from '../watch/log.js';
+
 import { watch } from '../watch/watch.js';
 import type { Output } from './output.js';
+import { humanLog, jsonLog } from './watch-log.js';
 
 export async function watchCommand(
   flags: {

@@ -4,10 +4,10 @@
  * stopped) and the disk. No state file is trusted as the state of a VM.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import path from 'node:path';
 import { isQvmError, MonitorConnectError } from '../errors.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
 import { sameForward } from '../model/forward.js';
+import { VM_NAME } from '../model/names.js';
 import { kvmUsable } from '../qemu/accel.js';
 import { imageInfo } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
@@ -15,7 +15,7 @@ import { parseSnapshots } from '../qemu/parse/snapshots.js';
 import { parseStatus } from '../qemu/parse/status.js';
 import { parseUsernet } from '../qemu/parse/usernet.js';
 import { QmpClient } from '../qemu/qmp.js';
-import { ensurePrivateDir, type Namespace, runtimeRoot, vmPaths } from '../runtime/paths.js';
+import { ensurePrivateDir, kvmProbeCache, type Namespace, runtimeRoot, vmPaths } from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
 import { readLaunchRecord } from '../runtime/records.js';
 import { checkPort } from './ports.js';
@@ -32,7 +32,7 @@ export async function hostFacts(): Promise<HostFacts> {
   let cache: string | undefined;
   try {
     ensurePrivateDir(root);
-    cache = path.join(root, 'kvm-probe.json');
+    cache = kvmProbeCache(root);
   } catch {
     cache = undefined;
   }
@@ -40,6 +40,7 @@ export async function hostFacts(): Promise<HostFacts> {
   return { kvmUsable: kvm.usable, kvmReason: kvm.reason };
 }
 
+/** Observes every VM of the manifest and the running VMs of its namespace that it no longer lists. */
 export async function observe(
   manifest: Manifest,
   namespace: Namespace,
@@ -94,7 +95,7 @@ async function findPortConflicts(
 export function listNamespaceVms(namespace: Namespace): string[] {
   try {
     return readdirSync(namespace.dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && /^[a-z][a-z0-9-]{0,39}$/.test(e.name))
+      .filter((e) => e.isDirectory() && VM_NAME.test(e.name))
       .map((e) => e.name)
       .sort();
   } catch {
@@ -123,7 +124,8 @@ export async function observeVm(
     return { name, adopted: false, state: 'stopped', ...(disk ? { disk } : {}), ...(stale ? { stale } : {}) };
   }
   const { process } = pidfile;
-  const launch = readLaunchRecord(paths.launch);
+  const record = readLaunchRecord(paths.launch);
+  const launch = record && !('unreadable' in record) ? record : undefined;
   const common = {
     name,
     adopted: false,
@@ -135,7 +137,7 @@ export async function observeVm(
       const status = await qmp.execute<{ status: string }>('query-status');
       const forwards = parseUsernet(await qmp.hmp('info usernet'));
       const snapshots = parseSnapshots(await qmp.hmp('info snapshots')).loadable.map((s) => s.tag);
-      const diskPath = spec?.disk?.path ?? launch?.spec.disk?.path;
+      const diskPath = spec?.disk?.path ?? launch?.launch.disk?.path;
       const disk = diskPath ? await observeDisk(diskPath, snapshots) : undefined;
       return {
         ...common,
@@ -144,6 +146,7 @@ export async function observeVm(
         runstate: status.status,
         argv: process.argv,
         ...(launch && sameArgv(launch.argv, process.argv) ? { launch } : {}),
+        ...(record && 'unreadable' in record ? { launchUnreadable: record.unreadable } : {}),
         forwards,
         snapshots,
         ...(disk ? { disk } : {}),
@@ -181,6 +184,7 @@ async function observeAdopted(spec: VmSpec, options: ObserveOptions): Promise<Ob
   }
 }
 
+/** Facts about a disk file (format, size, snapshots); a file that cannot be read is data, not a throw. */
 export async function observeDisk(file: string, knownSnapshots?: string[]): Promise<DiskState> {
   if (!existsSync(file)) return { path: file, exists: false };
   try {

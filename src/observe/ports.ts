@@ -9,6 +9,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Proto } from '../model/forward.js';
+import { namespaceRecord } from '../runtime/paths.js';
 import { readProcess } from '../runtime/process.js';
 
 export type PortCheck =
@@ -126,7 +127,7 @@ export function qvmVmOf(argv: string[]): { vm: string; manifest: string; namespa
   const vmDir = path.dirname(pidfile);
   const namespaceDir = path.dirname(vmDir);
   try {
-    const record = JSON.parse(readFileSync(path.join(namespaceDir, 'namespace.json'), 'utf8')) as {
+    const record = JSON.parse(readFileSync(namespaceRecord(namespaceDir), 'utf8')) as {
       source?: string;
     };
     return { vm: path.basename(vmDir), manifest: record.source ?? namespaceDir, namespaceDir };

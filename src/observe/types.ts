@@ -39,7 +39,10 @@ export interface RunningVm extends Common {
   runstate: string;
   /** The process's argv, from /proc (qvm-started VMs). */
   argv?: string[];
+  /** How qvm started this very process (same argv), when it did and the record is readable. */
   launch?: LaunchRecord;
+  /** Why the launch record could not be used (written by another qvm version, damaged). */
+  launchUnreadable?: string;
   forwards: ObservedForward[];
   snapshots: string[];
 }

@@ -5,11 +5,9 @@
 import { structuredPatch } from 'diff';
 import pc from 'picocolors';
 import { formatDiagnostic } from '../errors.js';
-import { describeForward, type HostForward, isLoopback } from '../model/forward.js';
-import { formatSize } from '../model/units.js';
 import { argvLines, QEMU_SYSTEM } from '../qemu/argv.js';
-import { display } from './plan.js';
-import type { AfterStart, Plan, StartChange, VmChange } from './types.js';
+import { changeSymbol, describeChange, forwardText } from './describe.js';
+import type { Plan, PlanLocation } from './types.js';
 
 type Colors = ReturnType<typeof pc.createColors>;
 
@@ -21,115 +19,49 @@ export interface Summary {
   save: number;
 }
 
+/** How many changes of each kind the plan has. */
 export function summarize(plan: Plan): Summary {
   const summary: Summary = { start: 0, live: 0, restart: 0, stop: 0, save: 0 };
-  for (const change of plan.changes) {
-    switch (change.action) {
-      case 'start':
-        summary.start++;
-        break;
-      case 'update':
-        summary.live++;
-        break;
-      case 'restart':
-        summary.restart++;
-        break;
-      case 'stop':
-        summary.stop++;
-        break;
-      case 'save':
-        summary.save++;
-        break;
-      default:
-        assertNever(change);
-    }
-  }
+  const kind = { start: 'start', update: 'live', restart: 'restart', stop: 'stop', save: 'save' } as const;
+  for (const change of plan.changes) summary[kind[change.action]]++;
   return summary;
 }
 
-export function hasChanges(plan: Plan): boolean {
-  return plan.changes.length > 0;
+/** `file:line:col: path` of a problem's location, as validate prints it. */
+export function locationText(location: PlanLocation): string {
+  return formatDiagnostic({ ...location, message: '' }).replace(/: $/, '');
 }
 
-/** A forward for people, marking ones reachable from other machines. */
-export function forwardText(f: HostForward): string {
-  return isLoopback(f.hostAddress)
-    ? describeForward(f)
-    : `${describeForward(f)} (exposed on ${f.hostAddress === '0.0.0.0' ? 'every interface' : f.hostAddress})`;
-}
-
+/** The plan for people: one line per VM with a symbol, details under it, then a summary and notes. */
 export function renderPlan(plan: Plan, options: { color?: boolean } = {}): string {
   const c = pc.createColors(options.color ?? false);
   const names = [...plan.changes.map((ch) => ch.vm), ...plan.problems.map((p) => p.vm)];
   const width = Math.max(0, ...names.map((n) => n.length)) + 3;
   const lines: string[] = [];
   const head = (symbol: string, vm: string, text: string) =>
-    lines.push(`  ${symbol} ${vm.padEnd(width)}${text}`);
+    lines.push(`${symbol} ${vm.padEnd(width)}${text}`);
   const sub = (text: string) => lines.push(`${' '.repeat(4 + width + 2)}${text}`);
+  const paint = { '+': c.green, '-': c.red, '~': c.yellow, '-/+': c.yellow };
 
   for (const change of plan.changes) {
-    switch (change.action) {
-      case 'start':
-        head(c.green('+'), change.vm, startText(plan, change));
-        break;
-      case 'restart': {
-        const why = [
-          ...(change.refreshSnapshot ? [`refresh snapshot ${change.saveSnapshot}`] : []),
-          ...(change.stuckIn ? [`stuck in ${change.stuckIn}`] : []),
-          ...change.fields.map((f) => `${f.field} ${f.from} -> ${f.to}`),
-        ];
-        head(
-          c.yellow('~'),
-          change.vm,
-          `restart: ${why.length ? why.join(', ') : 'the command line changed'}`,
-        );
-        for (const line of argvDiff(change.argsBefore, change.argsAfter, c)) sub(line);
-        break;
-      }
-      case 'update': {
-        const what = [
-          ...(change.add.length || change.remove.length ? ['forwards'] : []),
-          ...(change.resume ? ['resume (it was paused)'] : []),
-        ];
-        head(c.yellow('~'), change.vm, `${what.join(', ')}, live`);
-        for (const f of change.remove) {
-          sub(c.red(`- ${forwardText(f)}${f.drift ? ' (drift: added outside qvm)' : ''}`));
-        }
-        for (const f of change.add) sub(c.green(`+ ${forwardText(f)}`));
-        break;
-      }
-      case 'stop': {
-        const why =
-          change.reason === 'not-in-manifest'
-            ? 'not in the manifest (apply --prune)'
-            : change.reason === 'destroy'
-              ? 'destroy'
-              : 'state is stopped';
-        const how = change.adopted ? ' (quit through its monitor; it was started outside qvm)' : '';
-        head(c.red('-'), change.vm, `stop: ${why}${how}`);
-        break;
-      }
-      case 'save':
-        head(
-          c.red('-'),
-          change.vm,
-          `save: hibernate (savevm ${change.tag}), then stop; the next start resumes there`,
-        );
-        break;
-      default:
-        assertNever(change);
+    const symbol = changeSymbol(change);
+    head(paint[symbol](symbol.padStart(3)), change.vm, describeChange(change, plan.baseDir));
+    if (change.action === 'restart') {
+      for (const line of argvDiff(change.argsBefore, change.launch.args, c)) sub(line);
+    } else if (change.action === 'update') {
+      for (const f of change.remove)
+        sub(c.red(`- ${forwardText(f)}${f.drift ? ' (drift: added outside qvm)' : ''}`));
+      for (const f of change.add) sub(c.green(`+ ${forwardText(f)}`));
     }
   }
   for (const problem of plan.problems) {
-    const where = problem.location
-      ? `${formatDiagnostic({ ...problem.location, message: '' }).replace(/: $/, '')}: `
-      : '';
-    head(c.red('!'), problem.vm, c.red(`error: ${where}${problem.message}`));
+    const where = problem.location ? `${locationText(problem.location)}: ` : '';
+    head(c.red('  !'), problem.vm, c.red(`error: ${where}${problem.message}`));
   }
 
   const out: string[] = [];
   if (plan.changes.length === 0 && plan.problems.length === 0) {
-    out.push(`No changes. The VMs match the manifest.`);
+    out.push('No changes. The VMs match the manifest.');
   } else {
     out.push(...lines, '');
     const s = summarize(plan);
@@ -156,62 +88,6 @@ export function renderPlan(plan: Plan, options: { color?: boolean } = {}): strin
   return `${out.join('\n')}\n`;
 }
 
-function startText(plan: Plan, change: StartChange): string {
-  const details: string[] = [];
-  if (change.createDisk) {
-    const size =
-      change.createDisk.sizeBytes !== undefined ? `, ${formatSize(change.createDisk.sizeBytes)}` : '';
-    const backing = change.createDisk.backing
-      ? `, overlay of ${display({ dir: plan.baseDir }, change.createDisk.backing)}`
-      : '';
-    details.push(`creates ${display({ dir: plan.baseDir }, change.createDisk.path)}${size}${backing}`);
-  }
-  if (change.bootFrom?.kind === 'snapshot') details.push(`from snapshot ${change.bootFrom.tag}`);
-  details.push(...afterStartDetails(change));
-  details.push(...exposedDetails(change.args));
-  const paren = details.length ? ` (${details.join('; ')})` : '';
-  switch (change.reason) {
-    case 'new':
-      return `start${paren}`;
-    case 'resume':
-      return `start: resume the saved state${paren}`;
-    case 'exited':
-      return `start: its QEMU exited (${change.detail ?? 'gone'})${paren}`;
-    case 'guest-powered-off':
-      return `start: the guest powered off${paren}`;
-    default:
-      return assertNever(change.reason);
-  }
-}
-
-/** Forwards on the command line that other machines can reach: a start must say so, as a live add does. */
-function exposedDetails(args: string[]): string[] {
-  const netdev = args[args.indexOf('-netdev') + 1] ?? '';
-  const out: string[] = [];
-  for (const m of netdev.matchAll(/hostfwd=(tcp|udp):([0-9.]+):(\d+)-/g)) {
-    const [, proto, address, port] = m;
-    if (!isLoopback(address!)) {
-      out.push(
-        `exposes ${proto} ${address}:${port} on ${address === '0.0.0.0' ? 'every interface' : address}`,
-      );
-    }
-  }
-  return out;
-}
-
-/** The warm-snapshot steps a start will take, in plan words. */
-function afterStartDetails(change: AfterStart): string[] {
-  const out: string[] = [];
-  if (change.resizeDisk) {
-    out.push(
-      `grows the disk ${formatSize(change.resizeDisk.fromBytes)} -> ${formatSize(change.resizeDisk.toBytes)}`,
-    );
-  }
-  if (change.dropSnapshot) out.push(`drops snapshot ${change.dropSnapshot}`);
-  if (change.saveSnapshot) out.push(`cold boot, then saves snapshot ${change.saveSnapshot} once ready`);
-  return out;
-}
-
 /** The qemu command line before and after, one option per line, as a unified diff with a little context. */
 export function argvDiff(before: string[], after: string[], c: Colors): string[] {
   const patch = structuredPatch(
@@ -221,9 +97,7 @@ export function argvDiff(before: string[], after: string[], c: Colors): string[]
     `${argvLines(after).join('\n')}\n`,
     '',
     '',
-    {
-      context: 1,
-    },
+    { context: 1 },
   );
   if (patch.hunks.length === 0) return [];
   const lines = [c.dim(`${QEMU_SYSTEM} command line:`)];
@@ -242,11 +116,5 @@ export function argvDiff(before: string[], after: string[], c: Colors): string[]
 
 /** The plan as JSON for scripts: the same data, plus the summary. */
 export function planJson(plan: Plan): object {
-  return { formatVersion: 1, summary: summarize(plan), ...plan };
+  return { formatVersion: 2, summary: summarize(plan), ...plan };
 }
-
-function assertNever(value: never): never {
-  throw new Error(`bug: unhandled ${JSON.stringify(value)}`);
-}
-
-export type { VmChange };

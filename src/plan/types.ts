@@ -1,10 +1,13 @@
 /**
  * A plan is data: what would change, per VM, and why. The planner produces it without side effects, the
- * renderers draw it, the executor carries it out. Every change says whether it happens live (the VM keeps
- * running) or through its process (start, stop, restart).
+ * renderers draw it, the executor carries it out from the plan alone. Every change says whether it happens
+ * live (the VM keeps running) or through its process (start, stop, restart).
+ *
+ * Fields marked "display only" explain a change to people; the executor must not decide anything from them.
  */
 import type { ReadySpec } from '../manifest/types.js';
 import type { HostForward } from '../model/forward.js';
+import type { LaunchSpec } from '../qemu/argv.js';
 import type { DiskCreation } from '../qemu/img.js';
 
 /** A field of the manifest whose value differs from the running VM's, in user terms: `memory 512M -> 1G`. */
@@ -14,73 +17,97 @@ export interface FieldChange {
   to: string;
 }
 
+/** A forward as the plan carries it: whether other machines can reach it is data, not a renderer's guess. */
+export interface PlannedForward extends HostForward {
+  /** Bound to an address other machines can reach (not loopback). */
+  exposed: boolean;
+}
+
 /** Where a start boots from when not cold: a snapshot named in the manifest, or a hibernated state. */
 export interface BootFrom {
   tag: string;
   kind: 'snapshot' | 'saved-state';
 }
 
+/** Everything needed to start a VM's QEMU and to remember how it was started. */
+export interface Launch {
+  /** What the argv is built from; the launch record keeps it. */
+  spec: LaunchSpec;
+  /** The full qemu-system argv, without the program name. */
+  args: string[];
+  /** Kept in the launch record: how long a later stop waits, even once the manifest no longer lists the VM. */
+  stopTimeoutMs: number;
+  /** The manifest file that declares the VM. */
+  source: string;
+}
+
+/** Why a VM is being started. Display only: `recovery` is what the executor and watch act on. */
 export type StartReason =
   | 'new' // never started in this namespace, or stopped cleanly
   | 'exited' // the process is gone and left a pidfile or socket behind (crash, SIGKILL)
   | 'guest-powered-off' // the guest powered off; its QEMU (kept by -no-shutdown) is quit first
   | 'resume'; // a hibernated VM (state: saved) is wanted running again
 
-/** What happens after a (re)start: wait for the readiness probe, then maybe save the warm snapshot. */
-export interface AfterStart {
-  /** Wait for this probe after starting (manifest `ready:`). */
-  ready?: ReadySpec;
-  /** Once ready, `savevm` this tag: the first cold boot of a VM with `snapshot:` and `ready:`. */
-  saveSnapshot?: string;
-  /** Delete this snapshot from the disk before starting (`apply --refresh-snapshot`). */
-  dropSnapshot?: string;
-  /** Grow the disk to the manifest's size before starting (qemu-img resize; never shrinks). */
+/** The steps around starting a process, in the order apply takes them. */
+export interface StartSteps {
+  /** Before the start: create the disk. */
+  createDisk?: DiskCreation;
+  /** Before the start: grow the disk to the manifest's size (qemu-img resize; never shrinks). */
   resizeDisk?: { path: string; fromBytes: number; toBytes: number };
+  /** Before the start: delete this snapshot from the disk (`apply --refresh-snapshot`). */
+  dropSnapshot?: { disk: string; tag: string };
+  /** The start boots from this snapshot or hibernated state (the launch's -loadvm). */
+  bootFrom?: BootFrom;
+  /** After the start: wait for this probe (manifest `ready:`). */
+  ready?: ReadySpec;
+  /** Once ready: `savevm` this tag (the first cold boot of a VM with `snapshot:` and `ready:`). */
+  saveSnapshot?: string;
 }
 
-export interface StartChange extends AfterStart {
+export interface StartChange extends StartSteps {
   action: 'start';
   vm: string;
+  /** Display only. */
   reason: StartReason;
-  /** Details for the reason, e.g. what stale file was found. */
+  /** Display only: details for the reason, e.g. what stale file was found. */
   detail?: string;
-  createDisk?: DiskCreation;
-  bootFrom?: BootFrom;
+  /** The VM went down by itself (its QEMU died, or the guest powered off): watch's back-off counts it. */
+  recovery: boolean;
   /** The pid of a process to quit first (guest powered off, QEMU kept alive by -no-shutdown). */
   replacesPid?: number;
-  /** The full qemu-system argv (without the program name). */
-  args: string[];
-  /** The disk's format, for the launch. */
-  diskFormat?: string;
+  launch: Launch;
+  /** The forwards on the new command line. */
+  forwards: PlannedForward[];
   /** The VM's QMP socket once started (and of the process it replaces). */
   socket: string;
 }
 
-export interface RestartChange extends AfterStart {
+export interface RestartChange extends StartSteps {
   action: 'restart';
   vm: string;
   pid: number;
-  /** What differs, in manifest terms; empty when only the command line is known to differ. */
+  /** Display only: what differs, in manifest terms; empty when only the command line is known to differ. */
   fields: FieldChange[];
-  /** A state the VM is stuck in (restore-vm, internal-error, guest-panicked) instead of, or as well as, fields. */
+  /** Display only: a state the VM is stuck in (restore-vm, internal-error, guest-panicked). */
   stuckIn?: string;
-  /** Restarting to recreate the warm snapshot (`apply --refresh-snapshot`). */
+  /** Quit without pressing the power button first: the guest cannot answer it (a stuck runstate). */
+  skipPowerOff: boolean;
+  /** Display only: restarting to recreate the warm snapshot (`apply --refresh-snapshot`). */
   refreshSnapshot?: boolean;
   /**
    * The forward changes that could be made live if this restart is held back (`watch --live-only`); a
    * restart applies them through the new command line anyway.
    */
   liveForwards?: UpdateChange;
+  /** Display only: the command line the VM runs with now. */
   argsBefore: string[];
-  argsAfter: string[];
+  launch: Launch;
+  forwards: PlannedForward[];
   stopTimeoutMs: number;
-  createDisk?: DiskCreation;
-  bootFrom?: BootFrom;
-  diskFormat?: string;
   socket: string;
 }
 
-export interface RemovedForward extends HostForward {
+export interface RemovedForward extends PlannedForward {
   /** Not put there by qvm: added by hand through the monitor. */
   drift: boolean;
 }
@@ -94,12 +121,13 @@ export interface UpdateChange {
   socket: string;
   /** The netdev the forwards live on (net0 for VMs qvm starts). */
   netdev: string;
-  add: HostForward[];
+  add: PlannedForward[];
   remove: RemovedForward[];
   /** The VM was paused (someone ran `stop`): continue it. */
   resume: boolean;
 }
 
+/** Display only: why a VM is stopped. */
 export type StopReason = 'state-stopped' | 'not-in-manifest' | 'destroy';
 
 export interface StopChange {
@@ -126,12 +154,20 @@ export interface SaveChange {
 
 export type VmChange = StartChange | RestartChange | UpdateChange | StopChange | SaveChange;
 
+/** Where in a manifest a problem is. */
+export interface PlanLocation {
+  file: string;
+  line?: number;
+  column?: number;
+  path?: string;
+}
+
 /** Something that keeps a VM from being planned; the VM is left alone, the others go ahead. */
 export interface PlanProblem {
   vm: string;
   message: string;
   /** Manifest location, when the problem is about a field. */
-  location?: { file: string; line?: number; column?: number; path?: string };
+  location?: PlanLocation;
 }
 
 /** Worth knowing, changes nothing: fields ignored on adopted VMs, VMs left running outside the manifest. */
@@ -149,6 +185,3 @@ export interface Plan {
   /** VMs that already match the manifest. */
   unchanged: string[];
 }
-
-/** The snapshot tag qvm owns for hibernation (state: saved). */
-export const SAVED_STATE_TAG = 'qvm-saved-state';

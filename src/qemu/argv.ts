@@ -1,12 +1,11 @@
 /**
- * The qemu-system-x86_64 command line for a VM. Pure: the same spec and paths always give the same argv, which
- * is what lets the planner compare the command line a VM runs with against the one the manifest asks for.
+ * The qemu-system-x86_64 command line for a VM. Pure: the same launch spec and paths always give the same argv,
+ * which is what lets the planner compare the command line a VM runs with against the one the manifest asks for.
  *
  * Values are passed as separate argv items (no shell). QEMU's own option syntax is the remaining injection
  * route: in `-drive file=PATH,...` a comma in PATH would start a new option, so commas are doubled, which is
  * QEMU's escape.
  */
-import type { VmSpec } from '../manifest/types.js';
 import { formatHostfwd, type HostForward } from '../model/forward.js';
 import type { VmPaths } from '../runtime/paths.js';
 
@@ -15,20 +14,27 @@ export const QEMU_SYSTEM = 'qemu-system-x86_64';
 /** The netdev every VM's user network gets; hostfwd_add/remove name it. */
 export const NETDEV_ID = 'net0';
 
-export interface DiskFormat {
-  /** As `qemu-img info` reports it: qcow2, raw, ... */
-  format: string;
-}
-
-export interface LaunchOptions {
-  /** kvm or tcg: `auto` resolved by the caller (it depends on /dev/kvm). */
+/**
+ * Everything a QEMU process is started with, resolved: no defaults left to apply, `auto` already decided. The
+ * planner builds it from the manifest; the launch record keeps it, so a later plan can say what changed.
+ */
+export interface LaunchSpec {
+  name: string;
+  memoryMiB: number;
+  cpus: number;
   accel: 'kvm' | 'tcg';
+  nic: string;
   /** Forwards to put on the command line. */
   forwards: HostForward[];
+  disk?: { path: string; format: string };
+  cdrom?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** Extra arguments from the manifest, passed as they are. */
+  args: string[];
   /** Boot from this snapshot (-loadvm). */
   loadvm?: string;
-  /** The disk's format, when the VM has a disk. */
-  diskFormat?: string;
 }
 
 /** Escapes a value for QEMU's `key=value,key=value` option syntax. */
@@ -37,12 +43,12 @@ export function optionValue(value: string): string {
 }
 
 /** The argv (without the program name) that starts this VM daemonized and headless. */
-export function buildQemuArgs(spec: VmSpec, paths: VmPaths, options: LaunchOptions): string[] {
+export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
   const args: string[] = [
     '-name',
     `${spec.name},process=qvm-${spec.name}`,
     '-accel',
-    options.accel,
+    spec.accel,
     '-m',
     String(spec.memoryMiB),
     '-smp',
@@ -68,15 +74,12 @@ export function buildQemuArgs(spec: VmSpec, paths: VmPaths, options: LaunchOptio
     '-D',
     paths.qemuLog,
     '-netdev',
-    ['user', `id=${NETDEV_ID}`, ...options.forwards.map((f) => `hostfwd=${formatHostfwd(f)}`)].join(','),
+    ['user', `id=${NETDEV_ID}`, ...spec.forwards.map((f) => `hostfwd=${formatHostfwd(f)}`)].join(','),
     '-device',
     `${spec.nic},netdev=${NETDEV_ID}`,
   ];
   if (spec.disk) {
-    args.push(
-      '-drive',
-      `file=${optionValue(spec.disk.path)},format=${options.diskFormat ?? 'qcow2'},if=virtio,id=disk0`,
-    );
+    args.push('-drive', `file=${optionValue(spec.disk.path)},format=${spec.disk.format},if=virtio,id=disk0`);
   }
   if (spec.cdrom) {
     args.push(
@@ -90,7 +93,7 @@ export function buildQemuArgs(spec: VmSpec, paths: VmPaths, options: LaunchOptio
   if (spec.initrd) args.push('-initrd', spec.initrd);
   if (spec.append !== undefined) args.push('-append', spec.append);
   args.push(...spec.args);
-  if (options.loadvm) args.push('-loadvm', options.loadvm);
+  if (spec.loadvm) args.push('-loadvm', spec.loadvm);
   return args;
 }
 

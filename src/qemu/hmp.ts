@@ -17,7 +17,7 @@ import {
   MonitorTimeoutError,
 } from '../errors.js';
 import { formatDuration } from '../model/units.js';
-import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
+import { commandLineProblem, hmpFailure } from './command-line.js';
 import { endSocket, openAndGreet } from './socket.js';
 
 const PROMPT = '(qemu) ';
@@ -102,7 +102,7 @@ export class HmpClient {
    */
   hmp(commandLine: string, options: { timeoutMs?: number } = {}): Promise<string> {
     const run = async () => {
-      const refused = assertSingleCommandLine(commandLine);
+      const refused = commandLineProblem(commandLine);
       if (refused) throw new MonitorCommandError(commandLine, refused, this.socketPath);
       if (this.closedWith) throw this.closedWith;
       const reply = this.untilPrompt(options.timeoutMs ?? this.timeoutMs, commandLine);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { QemuProcessError } from '../errors.js';
+import { DiskExistsError, QemuProcessError } from '../errors.js';
 import { formatSize } from '../model/units.js';
 import { isAlive } from '../runtime/process.js';
 
@@ -67,8 +67,6 @@ export interface DiskCreation {
   sizeBytes?: number;
   backing?: string;
 }
-
-export class DiskExistsError extends QemuProcessError {}
 
 /** Creates a qcow2 disk (preallocation off), or an overlay of `backing`. Never replaces an existing file. */
 export async function createDisk(disk: DiskCreation): Promise<void> {

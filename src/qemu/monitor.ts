@@ -7,16 +7,10 @@ import { HmpClient } from './hmp.js';
 import { QmpClient } from './qmp.js';
 import { openAndGreet } from './socket.js';
 
-/** What every monitor client can do: run an HMP command line and return its text, or throw. */
-export interface Monitor {
-  readonly kind: 'qmp' | 'hmp';
-  readonly socketPath: string;
-  hmp(commandLine: string, options?: { timeoutMs?: number }): Promise<string>;
-  close(): Promise<void>;
-}
-
+/** A connected monitor of either kind: both run HMP command lines and return their text, or throw. */
 export type AnyMonitor = QmpClient | HmpClient;
 
+/** Connects to a monitor socket and returns the client for what it speaks (QMP or HMP). */
 export async function connectMonitor(
   socketPath: string,
   options: { timeoutMs?: number } = {},

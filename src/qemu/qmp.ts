@@ -15,7 +15,7 @@ import {
   MonitorTimeoutError,
 } from '../errors.js';
 import { formatDuration } from '../model/units.js';
-import { assertSingleCommandLine, hmpFailure } from './hmp-failure.js';
+import { commandLineProblem, hmpFailure } from './command-line.js';
 import { endSocket, openAndGreet } from './socket.js';
 
 export interface QmpEvent {
@@ -181,10 +181,10 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
 
   /**
    * Runs an HMP command through `human-monitor-command` and returns its text with LF line ends. QEMU returns
-   * success even when the command failed, so failure is recognised in the text (hmp-failure.ts).
+   * success even when the command failed, so failure is recognised in the text (command-line.ts).
    */
   async hmp(commandLine: string, options: { timeoutMs?: number } = {}): Promise<string> {
-    const refused = assertSingleCommandLine(commandLine);
+    const refused = commandLineProblem(commandLine);
     if (refused) throw new MonitorCommandError(commandLine, refused, this.socketPath);
     const raw = await this.execute<string>('human-monitor-command', { 'command-line': commandLine }, options);
     const text = raw.replace(/\r\n/g, '\n');

@@ -11,8 +11,10 @@
  *                                         console never blocks qvm's own QMP socket
  *   <root>/<namespace>/<vm>/serial.sock   the serial console (also logged to serial.log)
  *   <root>/<namespace>/<vm>/qemu.pid      QEMU's pidfile (locked by QEMU while it runs)
- *   <root>/<namespace>/<vm>/launch.json   how the running process was started (argv, spec, disks created)
+ *   <root>/<namespace>/<vm>/launch.json   how the running process was started (argv and launch spec)
+ *   <root>/<namespace>/<vm>/disks.json    the disks qvm created for this VM (for destroy --delete-disks)
  *   <root>/<namespace>/<vm>/qemu.log      QEMU's own messages (via -D; the previous run's in qemu.previous.log)
+ *   <root>/kvm-probe.json                 whether KVM can run guests here, cached per host boot
  *
  * root is $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /tmp/qvm-<uid>; it must be ours and 0700.
  */
@@ -20,10 +22,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { RuntimeDirError } from '../errors.js';
+import { VM_NAME } from '../model/names.js';
 
 /** Linux's sun_path is 108 bytes including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
-const VM_NAME = /^[a-z][a-z0-9-]{0,39}$/;
 
 export interface VmPaths {
   dir: string;
@@ -34,6 +36,7 @@ export interface VmPaths {
   serialLog: string;
   pidfile: string;
   launch: string;
+  createdDisks: string;
   qemuLog: string;
   /** The previous run's qemu.log (QEMU truncates its log when it starts). */
   previousQemuLog: string;
@@ -45,8 +48,16 @@ export interface Namespace {
   /** Absolute path of the manifest file or folder the namespace belongs to. */
   source: string;
   dir: string;
+  /** namespace.json: which manifest the namespace belongs to, so a port held by one of its VMs can be named. */
+  record: string;
 }
 
+/** The KVM probe's cached answer (qemu/accel.ts), shared by every namespace of the root. */
+export function kvmProbeCache(root = runtimeRoot()): string {
+  return path.join(root, 'kvm-probe.json');
+}
+
+/** The folder every namespace lives in. */
 export function runtimeRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.QVM_RUNTIME_DIR) return path.resolve(env.QVM_RUNTIME_DIR);
   if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'qvm');
@@ -67,9 +78,16 @@ export function namespaceFor(source: string, root = runtimeRoot()): Namespace {
     }
   }
   const id = createHash('sha256').update(absolute).digest('hex').slice(0, 16);
-  return { id, source: absolute, dir: path.join(root, id) };
+  const dir = path.join(root, id);
+  return { id, source: absolute, dir, record: namespaceRecord(dir) };
 }
 
+/** namespace.json in a namespace folder: which manifest the namespace belongs to. */
+export function namespaceRecord(namespaceDir: string): string {
+  return path.join(namespaceDir, 'namespace.json');
+}
+
+/** The runtime files of one VM of a namespace. */
 export function vmPaths(namespace: Namespace, vm: string): VmPaths {
   // Names are validated by the manifest schema; this is the last line against a name escaping the folder.
   if (!VM_NAME.test(vm)) throw new RuntimeDirError(`invalid VM name ${JSON.stringify(vm)}`);
@@ -83,6 +101,7 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     serialLog: path.join(dir, 'serial.log'),
     pidfile: path.join(dir, 'qemu.pid'),
     launch: path.join(dir, 'launch.json'),
+    createdDisks: path.join(dir, 'disks.json'),
     qemuLog: path.join(dir, 'qemu.log'),
     previousQemuLog: path.join(dir, 'qemu.previous.log'),
   };

@@ -1,32 +1,28 @@
 /**
  * `qvm watch`: keeps the VMs converged while the manifest changes and while VMs drift or die.
  *
- * Level-based: a file change, a QEMU event or the resync timer only asks for a pass, and every pass is a
- * fresh load -> observe -> plan -> apply; no trigger is trusted to say what changed. Passes never overlap:
- * triggers that arrive during a pass gather into one more pass, and bursts (an editor writing a file in
- * several steps, twenty saves in a second) are coalesced by a short quiet period.
+ * Level-based: a file change, a QEMU event or the resync timer only asks for a pass (coalescer.ts), and every
+ * pass is a fresh reconcile pass (reconcile/pass.ts); no trigger is trusted to say what changed.
  *
  * An invalid manifest (YAML, schema, or a deleted or emptied file) never stops, restarts or changes
- * anything: the pass logs the located errors and ends, and the next valid save is applied.
+ * anything: the pass logs the located errors and ends, and the next valid save is applied. Any other failure
+ * of a pass is logged, and watch carries on with the next one.
  */
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import chokidar from 'chokidar';
-import { realEffects } from '../apply/effects.js';
-import { applyPlan } from '../apply/executor.js';
 import { formatDiagnostic, isQvmError, ManifestError } from '../errors.js';
-import { loadManifest } from '../manifest/manifest.js';
-import type { Manifest } from '../manifest/types.js';
-import { observe } from '../observe/observe.js';
-import type { Observation } from '../observe/types.js';
-import { plan as makePlan } from '../plan/plan.js';
-import { renderPlan } from '../plan/render.js';
+import { describeChange } from '../plan/describe.js';
+import { locationText } from '../plan/render.js';
 import type { Plan, VmChange } from '../plan/types.js';
-import { QmpClient } from '../qemu/qmp.js';
-import { acquireLock, describeHolder, type Lock } from '../runtime/lock.js';
-import { type Namespace, namespaceFor, vmPaths } from '../runtime/paths.js';
+import { runPass } from '../reconcile/pass.js';
+import { describeHolder } from '../runtime/lock.js';
+import { namespaceFor } from '../runtime/paths.js';
 import { Backoff } from './backoff.js';
+import { TriggerCoalescer } from './coalescer.js';
+import { EventStreams } from './events.js';
 import type { WatchLog } from './log.js';
+import { selectChanges } from './select.js';
 
 export interface WatchOptions {
   /** A manifest file, or a folder of them. */
@@ -41,260 +37,201 @@ export interface WatchOptions {
   signal: AbortSignal;
 }
 
-/** Quiet time after the last trigger before a pass starts, and the longest a burst can delay it. */
-const QUIET_MS = 100;
-const MAX_DELAY_MS = 400;
-/** QMP events that mean a VM's state changed under us. */
-const STATE_EVENTS = new Set(['SHUTDOWN', 'STOP', 'RESUME', 'RESET', 'GUEST_PANICKED']);
-
+/** Watches until the signal aborts. */
 export async function watch(options: WatchOptions): Promise<void> {
-  const watcher = new Watcher(options);
-  await watcher.run();
+  const { log, signal } = options;
+  const namespace = namespaceFor(options.source);
+  const absolute = path.resolve(options.source);
+  const folderMode = isFolder(absolute);
+  const runner = new PassRunner(options);
+  const coalescer = new TriggerCoalescer((triggers) => runner.pass(triggers));
+  runner.requestPass = (trigger) => coalescer.request(trigger);
+  log.emit({
+    event: 'watch-started',
+    manifest: options.source,
+    namespace: namespace.dir,
+    intervalMs: options.intervalMs,
+    liveOnly: options.liveOnly,
+    prune: options.prune,
+  });
+  // Watch the folder, not the file: editors that save by writing a temporary file and renaming it over the
+  // manifest replace the watched inode, and a deleted manifest that comes back must be seen too.
+  const folder = folderMode ? absolute : path.dirname(absolute);
+  const isManifest = (file: string) =>
+    folderMode
+      ? path.dirname(file) === absolute && /^[^.].*\.ya?ml$/.test(path.basename(file))
+      : file === absolute;
+  const files = chokidar.watch(folder, { depth: 0, ignoreInitial: true });
+  files.on('all', (_event, file) => {
+    if (isManifest(path.resolve(file))) coalescer.request('manifest changed');
+  });
+  files.on('error', (error) =>
+    log.emit({ event: 'error', message: `watching ${folder}: ${(error as Error).message}` }),
+  );
+  const resync = setInterval(() => coalescer.request('resync'), options.intervalMs);
+
+  coalescer.request('watch started');
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+
+  clearInterval(resync);
+  coalescer.stop();
+  runner.stop();
+  await files.close();
+  await runner.streams.closeAll();
+  // A pass in flight gets a moment to finish its current step; its waits are aborted by the same signal.
+  await Promise.race([coalescer.running, new Promise((r) => setTimeout(r, 500))]);
 }
 
-class Watcher {
-  private readonly namespace: Namespace;
-  private readonly isFolder: boolean;
-  private readonly absolute: string;
+/** One pass of watch: the reconcile pass, with watch's selection, logging and event streams around it. */
+class PassRunner {
+  readonly streams: EventStreams;
+  requestPass: (trigger: string) => void = () => {};
   private readonly backoff = new Backoff();
-  private readonly triggers = new Set<string>();
-  private readonly streams = new Map<string, QmpClient>();
-  /** VMs this watch is stopping or restarting itself: their exit is not news. */
-  private readonly expectedExits = new Set<string>();
+  private readonly backoffTimers = new Map<string, NodeJS.Timeout>();
   private passNumber = 0;
   private lastNotes = new Set<string>();
-  private running: Promise<void> | undefined;
-  private quietTimer: NodeJS.Timeout | undefined;
-  private maxTimer: NodeJS.Timeout | undefined;
-  private backoffTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly options: WatchOptions) {
-    this.absolute = path.resolve(options.source);
-    this.isFolder = isFolder(this.absolute);
-    this.namespace = namespaceFor(options.source);
+    const { log } = options;
+    this.streams = new EventStreams(namespaceFor(options.source), {
+      onStateEvent: (vm, qmpEvent, detail, expected) => {
+        if (!expected) log.emit({ event: 'vm-event', vm, qmpEvent, detail });
+        this.requestPass(`${vm}: ${qmpEvent}`);
+      },
+      onExit: (vm, detail, expected) => {
+        if (expected) return;
+        log.emit({ event: 'vm-exited', vm, detail });
+        this.requestPass(`${vm} exited`);
+      },
+    });
   }
 
-  async run(): Promise<void> {
-    const { log, signal } = this.options;
-    log.emit({
-      event: 'watch-started',
-      manifest: this.options.source,
-      namespace: this.namespace.dir,
-      intervalMs: this.options.intervalMs,
-      liveOnly: this.options.liveOnly,
-      prune: this.options.prune,
-    });
-    // Watch the folder, not the file: editors that save by writing a temporary file and renaming it over the
-    // manifest replace the watched inode, and a deleted manifest that comes back must be seen too.
-    const folder = this.isFolder ? this.absolute : path.dirname(this.absolute);
-    const files = chokidar.watch(folder, { depth: 0, ignoreInitial: true });
-    files.on('all', (_event, file) => {
-      if (this.isManifestFile(path.resolve(file))) this.request('manifest changed');
-    });
-    files.on('error', (error) =>
-      log.emit({ event: 'error', message: `watching ${folder}: ${(error as Error).message}` }),
-    );
-    const resync = setInterval(() => this.request('resync'), this.options.intervalMs);
-
-    this.request('watch started');
-    await new Promise<void>((resolve) => {
-      if (signal.aborted) resolve();
-      signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-
-    clearInterval(resync);
-    clearTimeout(this.quietTimer);
-    clearTimeout(this.maxTimer);
+  stop(): void {
     for (const timer of this.backoffTimers.values()) clearTimeout(timer);
-    await files.close();
-    await Promise.all([...this.streams.values()].map((s) => s.close()));
-    this.streams.clear();
-    // A pass in flight gets a moment to finish its current step; its waits are aborted by the same signal.
-    await Promise.race([this.running, new Promise((r) => setTimeout(r, 500))]);
   }
 
-  private isManifestFile(file: string): boolean {
-    if (!this.isFolder) return file === this.absolute;
-    return path.dirname(file) === this.absolute && /^[^.].*\.ya?ml$/.test(path.basename(file));
-  }
-
-  /** Asks for a pass. Bursts are coalesced; during a pass, triggers gather into one more pass. */
-  private request(trigger: string): void {
-    if (this.options.signal.aborted) return;
-    this.triggers.add(trigger);
-    if (this.running) return; // the loop picks it up when the current pass ends
-    clearTimeout(this.quietTimer);
-    this.quietTimer = setTimeout(() => this.startLoop(), QUIET_MS);
-    this.maxTimer ??= setTimeout(() => this.startLoop(), MAX_DELAY_MS);
-  }
-
-  private startLoop(): void {
-    clearTimeout(this.quietTimer);
-    clearTimeout(this.maxTimer);
-    this.quietTimer = undefined;
-    this.maxTimer = undefined;
-    if (this.running || this.options.signal.aborted) return;
-    this.running = (async () => {
-      try {
-        while (this.triggers.size > 0 && !this.options.signal.aborted) {
-          const triggers = [...this.triggers];
-          this.triggers.clear();
-          await this.pass(triggers);
-        }
-      } finally {
-        this.running = undefined;
-      }
-    })();
-  }
-
-  private async pass(triggers: string[]): Promise<void> {
+  async pass(triggers: string[]): Promise<void> {
     const { log } = this.options;
-    const number = ++this.passNumber;
+    const pass = ++this.passNumber;
     const started = Date.now();
-    log.emit({ event: 'pass-started', pass: number, triggers });
+    log.emit({ event: 'pass-started', pass, triggers });
     let changes = 0;
     let failed = 0;
-    let startedNow: string[] = [];
-    let lock: Lock | undefined;
     try {
-      let manifest: Manifest;
-      try {
-        manifest = await loadManifest(this.options.source);
-      } catch (error) {
-        if (!(error instanceof ManifestError)) throw error;
-        log.emit({
-          event: 'error',
-          pass: number,
-          message: `${this.options.source} is not a valid manifest; nothing was changed, waiting for the next save`,
-          diagnostics: error.diagnostics.map(formatDiagnostic),
-        });
-        return;
-      }
-      lock = await acquireLock(this.namespace, 'watch', {
+      const result = await runPass({
+        source: this.options.source,
+        command: 'watch',
         wait: true,
         signal: this.options.signal,
-        onWait: (holder) =>
-          log.emit({ event: 'waiting-for-lock', pass: number, holder: describeHolder(holder) }),
+        onLockWait: (holder) => log.emit({ event: 'waiting-for-lock', pass, holder: describeHolder(holder) }),
+        timeoutMs: this.options.timeoutMs,
+        planOptions: { prune: this.options.prune, restartPolicy: true },
+        onPlan: (plan) => this.report(plan, pass),
+        select: (plan) => this.select(plan, pass),
+        onProgress: (event) => {
+          if (event.type === 'done')
+            log.emit({
+              event: 'action-applied',
+              pass,
+              vm: event.vm,
+              summary: event.summary,
+              durationMs: event.elapsedMs,
+            });
+          else if (event.type === 'failed')
+            log.emit({
+              event: 'action-failed',
+              pass,
+              vm: event.vm,
+              error: event.error.message,
+              durationMs: event.elapsedMs,
+            });
+        },
       });
-      const observation = await observe(manifest, this.namespace, { timeoutMs: this.options.timeoutMs });
-      const full = makePlan(manifest, observation, {
-        namespace: this.namespace,
-        prune: this.options.prune,
-        restartPolicy: true,
-      });
-      for (const problem of full.problems) {
-        const where = problem.location
-          ? `${formatDiagnostic({ ...problem.location, message: '' }).replace(/: $/, '')}: `
-          : '';
-        log.emit({ event: 'error', pass: number, message: `${problem.vm}: ${where}${problem.message}` });
-      }
-      // A standing note (a VM the guest powered off) is said once, not at every resync.
-      const notes = new Map(full.notes.map((n) => [`${n.vm}\u0000${n.message}`, n]));
-      for (const [key, note] of notes) {
-        if (!this.lastNotes.has(key))
-          log.emit({ event: 'note', pass: number, vm: note.vm, message: note.message });
-      }
-      this.lastNotes = new Set(notes.keys());
-
-      const toApply = this.select(full, number);
-      changes = toApply.changes.length;
-      if (changes > 0) {
-        for (const change of toApply.changes) {
-          if (change.action === 'stop' || change.action === 'restart' || change.action === 'save') {
-            this.expectedExits.add(change.vm);
-          }
-          if (change.action === 'start' && change.replacesPid !== undefined)
-            this.expectedExits.add(change.vm);
-        }
-        const results = await applyPlan(toApply, manifest, {
-          effects: realEffects(manifest, this.namespace, { signal: this.options.signal }),
-          onProgress: (event) => {
-            if (event.type === 'done') {
-              log.emit({
-                event: 'action-applied',
-                pass: number,
-                vm: event.vm,
-                summary: event.summary,
-                durationMs: event.elapsedMs,
-              });
-            } else if (event.type === 'failed') {
-              log.emit({
-                event: 'action-failed',
-                pass: number,
-                vm: event.vm,
-                error: event.error.message,
-                durationMs: event.elapsedMs,
-              });
-            }
-          },
-        });
-        failed = results.filter((r) => !r.ok).length;
-        startedNow = toApply.changes
-          .filter(
-            (c) =>
-              (c.action === 'start' || c.action === 'restart') && results.some((r) => r.vm === c.vm && r.ok),
-          )
-          .map((c) => c.vm);
-      }
-      await this.syncEventStreams(manifest, changes > 0 ? undefined : observation, startedNow);
+      changes = result.applied.changes.length;
+      failed = result.results.filter((r) => !r.ok).length;
+      const startedNow = result.applied.changes
+        .filter(
+          (c) =>
+            (c.action === 'start' || c.action === 'restart') &&
+            result.results.some((r) => r.vm === c.vm && r.ok),
+        )
+        .map((c) => c.vm);
+      const wanted = new Set(result.manifest.vms.filter((v) => !v.monitor).map((v) => v.name));
+      // Without changes the observation is current: skip VMs it saw down. After changes, try them all.
+      const isDown = (vm: string) => changes === 0 && result.observation.vms.get(vm)?.state !== 'running';
+      await this.streams.sync(wanted, isDown, startedNow);
     } catch (error) {
-      if (!isQvmError(error)) throw error;
-      log.emit({ event: 'error', pass: number, message: error.message });
+      this.logFailure(error, pass);
     } finally {
-      await lock?.release();
-      log.emit({ event: 'pass-finished', pass: number, durationMs: Date.now() - started, changes, failed });
+      log.emit({ event: 'pass-finished', pass, durationMs: Date.now() - started, changes, failed });
     }
   }
 
-  /** The changes this pass applies: --live-only holds back what would replace or end a process; back-off holds restarts. */
+  /** A pass that failed as a whole: an invalid manifest, a runtime folder qvm cannot use, or a bug. */
+  private logFailure(error: unknown, pass: number): void {
+    const { log } = this.options;
+    if (error instanceof ManifestError) {
+      log.emit({
+        event: 'error',
+        pass,
+        message: `${this.options.source} is not a valid manifest; nothing was changed, waiting for the next save`,
+        diagnostics: error.diagnostics.map(formatDiagnostic),
+      });
+    } else if (isQvmError(error)) {
+      log.emit({ event: 'error', pass, message: error.message });
+    } else {
+      // watch must outlive a bug in one pass: say it is one, and carry on with the next pass.
+      const detail =
+        error instanceof Error ? (process.env.QVM_DEBUG ? error.stack : error.message) : String(error);
+      log.emit({
+        event: 'error',
+        pass,
+        message: `internal error (this is a bug in qvm; please report it): ${detail}`,
+      });
+    }
+  }
+
+  /** Problems, and notes once (a standing note, like a VM the guest powered off, is said once). */
+  private report(plan: Plan, pass: number): void {
+    const { log } = this.options;
+    for (const problem of plan.problems) {
+      const where = problem.location ? `${locationText(problem.location)}: ` : '';
+      log.emit({ event: 'error', pass, message: `${problem.vm}: ${where}${problem.message}` });
+    }
+    const notes = new Map(plan.notes.map((n) => [`${n.vm}\u0000${n.message}`, n]));
+    for (const [key, note] of notes) {
+      if (!this.lastNotes.has(key)) log.emit({ event: 'note', pass, vm: note.vm, message: note.message });
+    }
+    this.lastNotes = new Set(notes.keys());
+  }
+
   private select(full: Plan, pass: number): Plan {
     const { log } = this.options;
-    const now = Date.now();
-    const kept: VmChange[] = [];
-    for (const change of full.changes) {
-      const text = summaryLine(full, change);
-      if (
-        this.options.liveOnly &&
-        (change.action === 'restart' || change.action === 'stop' || change.action === 'save')
-      ) {
-        log.emit({
-          event: 'pending',
-          pass,
-          vm: change.vm,
-          change: text,
-          reason: '--live-only; `qvm apply` or watch without --live-only applies it',
-        });
-        // What can change without the restart still does.
-        if (change.action === 'restart' && change.liveForwards) {
-          log.emit({ event: 'plan', pass, vm: change.vm, change: summaryLine(full, change.liveForwards) });
-          kept.push(change.liveForwards);
-        }
-        continue;
-      }
-      const recovering =
-        change.action === 'start' && (change.reason === 'exited' || change.reason === 'guest-powered-off');
-      if (recovering) {
-        const delay = this.backoff.delayMs(change.vm, now);
-        if (delay > 0) {
-          log.emit({
-            event: 'backoff',
-            pass,
-            vm: change.vm,
-            restarts: this.backoff.restartsInWindow(change.vm, now),
-            delayMs: delay,
-          });
-          this.scheduleAfterBackoff(change.vm, delay);
-          continue;
-        }
-        this.backoff.recordRestart(change.vm, now);
-      } else if (change.action === 'start' || change.action === 'stop') {
-        // Started or stopped on purpose: earlier deaths no longer count against it.
-        this.backoff.reset(change.vm);
-      }
-      log.emit({ event: 'plan', pass, vm: change.vm, change: text });
-      kept.push(change);
+    const text = (change: VmChange) => describeChange(change, full.baseDir);
+    const selection = selectChanges(full, this.options.liveOnly, this.backoff, Date.now());
+    for (const { change } of selection.pending) {
+      log.emit({
+        event: 'pending',
+        pass,
+        vm: change.vm,
+        change: text(change),
+        reason: '--live-only; `qvm apply` or watch without --live-only applies it',
+      });
     }
-    return { ...full, changes: kept };
+    for (const b of selection.backedOff) {
+      log.emit({ event: 'backoff', pass, vm: b.vm, restarts: b.restarts, delayMs: b.delayMs });
+      this.scheduleAfterBackoff(b.vm, b.delayMs);
+    }
+    for (const change of selection.plan.changes) {
+      log.emit({ event: 'plan', pass, vm: change.vm, change: text(change) });
+      if (change.action === 'stop' || change.action === 'restart' || change.action === 'save')
+        this.streams.expectExit(change.vm);
+      if (change.action === 'start' && change.replacesPid !== undefined) this.streams.expectExit(change.vm);
+    }
+    return selection.plan;
   }
 
   private scheduleAfterBackoff(vm: string, delayMs: number): void {
@@ -303,64 +240,8 @@ class Watcher {
       vm,
       setTimeout(() => {
         this.backoffTimers.delete(vm);
-        this.request(`${vm}: back-off over`);
+        this.requestPass(`${vm}: back-off over`);
       }, delayMs),
-    );
-  }
-
-  /**
-   * Holds a QMP connection on the `events.sock` of every running VM qvm started, so a SHUTDOWN, a STOP or the
-   * process dying triggers a pass at once instead of at the next resync. Adopted VMs have one monitor, which
-   * watch must not hold, so they are only resynced.
-   */
-  private async syncEventStreams(
-    manifest: Manifest,
-    observation?: Observation,
-    startedNow: string[] = [],
-  ): Promise<void> {
-    const wanted = new Set(manifest.vms.filter((v) => !v.monitor).map((v) => v.name));
-    for (const [vm, stream] of this.streams) {
-      if (!wanted.has(vm) || stream.closed) {
-        this.streams.delete(vm);
-        await stream.close();
-      }
-    }
-    await Promise.all(
-      [...wanted].map(async (vm) => {
-        if (this.streams.has(vm)) return;
-        if (observation && observation.vms.get(vm)?.state !== 'running') return;
-        const socket = vmPaths(this.namespace, vm).events;
-        let stream: QmpClient;
-        try {
-          stream = await QmpClient.connect(socket, { timeoutMs: 2000 });
-        } catch {
-          // Not running. A VM this very pass started that is already gone died at once: say so and look again
-          // now rather than at the next resync.
-          if (startedNow.includes(vm)) {
-            this.options.log.emit({ event: 'vm-exited', vm, detail: 'its QEMU ended right after starting' });
-            this.request(`${vm} exited`);
-          }
-          return;
-        }
-        this.expectedExits.delete(vm);
-        this.streams.set(vm, stream);
-        stream.on('event', (e) => {
-          if (!STATE_EVENTS.has(e.event)) return;
-          const detail =
-            e.event === 'SHUTDOWN'
-              ? `${e.data?.guest ? 'by the guest' : 'by the host'}, ${String(e.data?.reason ?? '')}`
-              : '';
-          if (!this.expectedExits.has(vm))
-            this.options.log.emit({ event: 'vm-event', vm, qmpEvent: e.event, detail });
-          this.request(`${vm}: ${e.event}`);
-        });
-        stream.on('close', () => {
-          this.streams.delete(vm);
-          if (this.expectedExits.delete(vm)) return;
-          this.options.log.emit({ event: 'vm-exited', vm, detail: 'its QEMU process ended' });
-          this.request(`${vm} exited`);
-        });
-      }),
     );
   }
 }
@@ -371,10 +252,4 @@ function isFolder(file: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** One line for a change, as the plan would print it. */
-function summaryLine(plan: Plan, change: VmChange): string {
-  const first = renderPlan({ ...plan, changes: [change], problems: [], notes: [] }).split('\n')[0] ?? '';
-  return first.trim().replace(/^[-+~!]\s+\S+\s+/, '');
 }

@@ -5,12 +5,18 @@ import { parseYaml } from '../../src/manifest/load.js';
 import type { Manifest } from '../../src/manifest/types.js';
 import { checkManifest } from '../../src/manifest/validate.js';
 import type { DiskState, Observation, ObservedVm, RunningVm, StoppedVm } from '../../src/observe/types.js';
+import { launchSpec } from '../../src/plan/launch.js';
 import { buildQemuArgs, QEMU_SYSTEM } from '../../src/qemu/argv.js';
 import type { ObservedForward } from '../../src/qemu/parse/usernet.js';
 import { type Namespace, vmPaths } from '../../src/runtime/paths.js';
 import type { LaunchRecord } from '../../src/runtime/records.js';
 
-export const NS: Namespace = { id: 'ns', source: '/srv/vms/qvm.yaml', dir: '/run/qvm/ns' };
+export const NS: Namespace = {
+  id: 'ns',
+  source: '/srv/vms/qvm.yaml',
+  dir: '/run/qvm/ns',
+  record: '/run/qvm/ns/namespace.json',
+};
 
 export function manifest(text: string): Manifest {
   const result = checkManifest(parseYaml(text, 'qvm.yaml'), '/srv/vms');
@@ -46,18 +52,21 @@ export function disk(path: string, extra: Partial<DiskState> = {}): DiskState {
  */
 export function runningAsSpecified(m: Manifest, name: string, extra: Partial<RunningVm> = {}): RunningVm {
   const spec = m.vms.find((v) => v.name === name)!;
-  const args = buildQemuArgs(spec, vmPaths(NS, name), {
-    accel: 'tcg',
-    forwards: spec.forwards,
-    diskFormat: 'qcow2',
+  const {
+    name: _name,
+    loadvm: _loadvm,
+    ...recorded
+  } = launchSpec(spec, 'tcg', spec.forwards, {
+    format: 'qcow2',
   });
+  const args = buildQemuArgs({ name, ...recorded }, vmPaths(NS, name));
   const launch: LaunchRecord = {
-    version: 1,
+    version: 2,
     vm: name,
     manifest: 'qvm.yaml',
     argv: [QEMU_SYSTEM, ...args],
-    spec,
-    accel: 'tcg',
+    launch: recorded,
+    stopTimeoutMs: spec.stopTimeoutMs,
     startedAt: '2026-11-26T00:00:00.000Z',
     liveForwards: [],
   };

@@ -205,7 +205,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     expect(plan).toEqual({
       exitCode: 0,
       stdout:
-        '  ~ web   restart: memory 256M -> 320M\n' +
+        '-/+ web   restart: memory 256M -> 320M\n' +
         '            qemu-system-x86_64 command line:\n' +
         '              -accel tcg\n' +
         '            - -m 256\n' +

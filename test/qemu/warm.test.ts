@@ -169,7 +169,7 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     const r = await run(['apply', '-f', 'm.yaml', '--refresh-snapshot']);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toContain('  ~ web   restart: refresh snapshot warm\n');
+    expect(r.stdout).toContain('-/+ web   restart: refresh snapshot warm\n');
     expect(r.stdout).toContain('\nweb: deleting snapshot warm\n');
     const done = lineStarting(r.stdout, 'web: restarted');
     expect(done).toMatch(/^web: restarted: started \(pid \d+\), ready in \S+, saved snapshot warm in \S+$/);

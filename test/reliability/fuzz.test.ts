@@ -257,8 +257,7 @@ describe('plan and apply on hostile but valid manifests', () => {
           });
           renderPlan(p);
           for (const change of p.changes) {
-            const args =
-              change.action === 'start' ? change.args : change.action === 'restart' ? change.argsAfter : [];
+            const args = change.action === 'start' || change.action === 'restart' ? change.launch.args : [];
             const spec = result.manifest.vms.find((v) => v.name === change.vm)!;
             // append and args arrive as whole argv items, exactly as written.
             if (args.length && spec.append !== undefined)
@@ -275,7 +274,7 @@ describe('plan and apply on hostile but valid manifests', () => {
             createDisk: async () => {},
             launch: async () => 1,
             stop: async () => 'powered-off',
-            monitorCommand: async (_socket, command) => {
+            hmp: async (_socket, command) => {
               sent.push(command);
               return command === 'info snapshots'
                 ? 'List of snapshots present on all disks:\nID TAG VM SIZE DATE VM CLOCK ICOUNT\n'
@@ -286,7 +285,7 @@ describe('plan and apply on hostile but valid manifests', () => {
             deleteSnapshotOffline: async () => {},
             growDisk: async () => {},
           };
-          await applyPlan(p, result.manifest, { effects });
+          await applyPlan(p, effects);
           return sent.every((command) => SAFE_MONITOR_COMMAND.test(command));
         },
       ),

@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { launchSpec } from '../../src/plan/launch.js';
 import { argvLines, buildQemuArgs, optionValue, restartRelevantArgs } from '../../src/qemu/argv.js';
 import { ensurePrivateDir, namespaceFor, vmPaths } from '../../src/runtime/paths.js';
 import { manifest, NS } from '../helpers/builders.js';
@@ -10,7 +11,7 @@ describe('qemu argv', () => {
   it('doubles commas so a path cannot add -drive options', () => {
     expect(optionValue('/d/x.qcow2,if=none,file=/etc/shadow')).toBe('/d/x.qcow2,,if=none,,file=/etc/shadow');
     const m = manifest('vms:\n  web:\n    disk: "a,b.qcow2"\n');
-    const args = buildQemuArgs(m.vms[0]!, vmPaths(NS, 'web'), { accel: 'tcg', forwards: [] });
+    const args = buildQemuArgs(launchSpec(m.vms[0]!, 'tcg', [], undefined), vmPaths(NS, 'web'));
     expect(args).toContain('file=/srv/vms/a,,b.qcow2,format=qcow2,if=virtio,id=disk0');
   });
 
@@ -18,7 +19,7 @@ describe('qemu argv', () => {
     const m = manifest(
       'vms:\n  web:\n    kernel: k\n    append: "console=ttyS0; rm -rf /"\n    args: ["-device", "virtio-rng-pci"]\n',
     );
-    const args = buildQemuArgs(m.vms[0]!, vmPaths(NS, 'web'), { accel: 'tcg', forwards: [] });
+    const args = buildQemuArgs(launchSpec(m.vms[0]!, 'tcg', [], undefined), vmPaths(NS, 'web'));
     expect(args.slice(args.indexOf('-append'), args.indexOf('-append') + 2)).toEqual([
       '-append',
       'console=ttyS0; rm -rf /',
@@ -30,8 +31,11 @@ describe('qemu argv', () => {
     const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80"]\n');
     const spec = m.vms[0]!;
     const paths = vmPaths(NS, 'web');
-    const a = buildQemuArgs(spec, paths, { accel: 'tcg', forwards: spec.forwards, loadvm: 'ready' });
-    const b = buildQemuArgs(spec, paths, { accel: 'tcg', forwards: [] });
+    const a = buildQemuArgs(
+      launchSpec(spec, 'tcg', spec.forwards, undefined, { tag: 'ready', kind: 'snapshot' }),
+      paths,
+    );
+    const b = buildQemuArgs(launchSpec(spec, 'tcg', [], undefined), paths);
     expect(restartRelevantArgs(a)).toEqual(restartRelevantArgs(b));
     expect(restartRelevantArgs(a)).toContain('user,id=net0');
     expect(argvLines(['-m', '512', '-daemonize', '-name', 'x'])).toEqual(['-m 512', '-daemonize', '-name x']);

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { Effects } from '../../src/apply/effects.js';
 import { applyPlan, type ProgressEvent } from '../../src/apply/executor.js';
 import { MonitorCommandError } from '../../src/errors.js';
+import { SAVED_STATE_TAG } from '../../src/model/names.js';
 import { plan } from '../../src/plan/plan.js';
-import { SAVED_STATE_TAG } from '../../src/plan/types.js';
 import { disk, manifest, NS, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
 
 /** Records every effect; `fail` makes matching monitor commands fail with a QEMU message. */
@@ -14,9 +14,9 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     async createDisk(vm, d) {
       calls.push(`${vm}: create disk ${d.path}`);
     },
-    async launch(spec, args, bootedFrom) {
+    async launch(vm, launch, bootedFrom) {
       calls.push(
-        `${spec.name}: launch${bootedFrom ? ` from ${bootedFrom}` : ''} (${args.includes('-loadvm') ? 'with' : 'without'} -loadvm)`,
+        `${vm}: launch${bootedFrom ? ` from ${bootedFrom}` : ''} (${launch.args.includes('-loadvm') ? 'with' : 'without'} -loadvm)`,
       );
       return 1000;
     },
@@ -26,7 +26,7 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
       );
       return 'powered-off';
     },
-    async monitorCommand(socket, command) {
+    async hmp(socket, command) {
       calls.push(`${socket}: ${command}`);
       const failure = Object.entries(fail).find(([prefix]) => command.startsWith(prefix));
       if (failure) throw new MonitorCommandError(command, failure[1], socket);
@@ -64,7 +64,7 @@ describe('applyPlan', () => {
     );
     const { calls, effects } = recordingEffects();
     const events: ProgressEvent[] = [];
-    const results = await applyPlan(p, m, { effects, onProgress: (e) => events.push(e) });
+    const results = await applyPlan(p, effects, { onProgress: (e) => events.push(e) });
     expect(calls).toEqual(['web: create disk /srv/vms/d.qcow2', 'web: launch (without -loadvm)']);
     expect(results).toMatchObject([{ vm: 'web', ok: true }]);
     expect(events.map((e) => e.type)).toEqual(['begin', 'step', 'step', 'done']);
@@ -79,7 +79,7 @@ describe('applyPlan', () => {
       'hostfwd_add net0 tcp:127.0.0.1:15432':
         "Could not set up host forwarding rule 'tcp:127.0.0.1:15432-:5432'",
     });
-    const results = await applyPlan(p, m, { effects });
+    const results = await applyPlan(p, effects);
     expect(calls).toEqual([
       '/run/qvm/ns/db/qmp.sock: hostfwd_remove net0 tcp:127.0.0.1:15433',
       '/run/qvm/ns/db/qmp.sock: hostfwd_add net0 tcp:127.0.0.1:15432-:5432',
@@ -96,7 +96,7 @@ describe('applyPlan', () => {
     const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    state: saved\n');
     const p = plan(m, observation([runningAsSpecified(m, 'web')]), options);
     const { calls, effects } = recordingEffects();
-    await applyPlan(p, m, { effects });
+    await applyPlan(p, effects);
     expect(calls).toEqual([
       `/run/qvm/ns/web/qmp.sock: savevm ${SAVED_STATE_TAG}`,
       '/run/qvm/ns/web/qmp.sock: info snapshots',
@@ -108,7 +108,7 @@ describe('applyPlan', () => {
     const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    state: saved\n');
     const p = plan(m, observation([runningAsSpecified(m, 'web')]), options);
     const { calls, effects } = recordingEffects({}, []);
-    const [result] = await applyPlan(p, m, { effects });
+    const [result] = await applyPlan(p, effects);
     expect(calls.some((c) => c.includes('stop'))).toBe(false);
     expect(result!.error!.message).toBe(
       `web: saving state (savevm ${SAVED_STATE_TAG}): snapshot ${SAVED_STATE_TAG} is not on the disk after savevm; the VM was left running`,
@@ -123,7 +123,7 @@ describe('applyPlan', () => {
       options,
     );
     const { calls, effects } = recordingEffects();
-    await applyPlan(p, m, { effects });
+    await applyPlan(p, effects);
     expect(calls).toEqual([
       `web: launch from ${SAVED_STATE_TAG} (with -loadvm)`,
       `/run/qvm/ns/web/qmp.sock: delvm ${SAVED_STATE_TAG}`,
@@ -135,7 +135,7 @@ describe('applyPlan', () => {
     const after = manifest('vms:\n  web:\n    cpus: 2\n');
     const p = plan(after, observation([runningAsSpecified(before, 'web')]), options);
     const { calls, effects } = recordingEffects();
-    await applyPlan(p, after, { effects });
+    await applyPlan(p, effects);
     expect(calls).toEqual(['web: stop', 'web: launch (without -loadvm)']);
   });
 
@@ -143,11 +143,11 @@ describe('applyPlan', () => {
     const m = manifest('vms:\n  a: {}\n  b: {}\n');
     const p = plan(m, observation([stopped('a'), stopped('b')]), options);
     const { effects } = recordingEffects();
-    effects.launch = async (spec) => {
-      if (spec.name === 'a') throw new MonitorCommandError('launch', 'QEMU did not start: port taken', '');
+    effects.launch = async (vm) => {
+      if (vm === 'a') throw new MonitorCommandError('launch', 'QEMU did not start: port taken', '');
       return 7;
     };
-    const results = await applyPlan(p, m, { effects });
+    const results = await applyPlan(p, effects);
     expect(results.map((r) => [r.vm, r.ok])).toEqual([
       ['a', false],
       ['b', true],
@@ -168,7 +168,7 @@ describe('warm starts', () => {
     });
     const { calls, effects } = recordingEffects({}, ['ready']);
     const events: ProgressEvent[] = [];
-    await applyPlan(p, m, { effects, onProgress: (e) => events.push(e) });
+    await applyPlan(p, effects, { onProgress: (e) => events.push(e) });
     expect(calls).toEqual([
       'web: launch (without -loadvm)',
       '/run/qvm/ns/web/qmp.sock: wait ready tcp 10022',
@@ -188,7 +188,7 @@ describe('warm starts', () => {
     });
     const p = plan(m, observation([running]), { namespace: NS, prune: false, refreshSnapshots: true });
     const { calls, effects } = recordingEffects({}, ['ready']);
-    await applyPlan(p, m, { effects });
+    await applyPlan(p, effects);
     expect(calls).toEqual([
       'web: stop',
       'qemu-img snapshot -d ready /srv/vms/d.qcow2',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { hmpFailure } from '../../src/qemu/command-line.js';
 import { stripTerminalCodes } from '../../src/qemu/hmp.js';
-import { hmpFailure } from '../../src/qemu/hmp-failure.js';
 import { parseSnapshots } from '../../src/qemu/parse/snapshots.js';
 import { parseStatus } from '../../src/qemu/parse/status.js';
 import { parseUsernet } from '../../src/qemu/parse/usernet.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { SAVED_STATE_TAG } from '../../src/model/names.js';
 import { plan } from '../../src/plan/plan.js';
 import { planJson, renderPlan } from '../../src/plan/render.js';
-import { SAVED_STATE_TAG } from '../../src/plan/types.js';
 import { disk, manifest, NS, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
 
 const options = { namespace: NS, prune: false };
@@ -25,7 +25,7 @@ describe('plan', () => {
         socket: '/run/qvm/ns/web/qmp.sock',
       },
     ]);
-    const args = p.changes[0]!.action === 'start' ? p.changes[0]!.args : [];
+    const args = p.changes[0]!.action === 'start' ? p.changes[0]!.launch.args : [];
     expect(args).toContain('user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80');
     expect(args).toContain('file=/srv/vms/disks/web.qcow2,format=qcow2,if=virtio,id=disk0');
     expect(renderPlan(p)).toBe(
@@ -95,7 +95,7 @@ describe('plan', () => {
     ]);
     expect(renderPlan(p)).toBe(
       [
-        '  ~ cache   restart: memory 512M -> 1G',
+        '-/+ cache   restart: memory 512M -> 1G',
         '              qemu-system-x86_64 command line:',
         '                -accel tcg',
         '              - -m 512',
@@ -133,17 +133,19 @@ describe('plan', () => {
       { namespace: NS, prune: true },
     );
     const text = renderPlan(p);
-    expect(text.split('\n').filter((l) => /^ {2}[-+~!] /.test(l) || /^ {14}[-+] tcp/.test(l))).toEqual([
+    expect(
+      text.split('\n').filter((l) => /^( {2}[-+~!]|-\/\+) /.test(l) || /^ {14}[-+] tcp/.test(l)),
+    ).toEqual([
       '  + web     start (creates disks/web.qcow2, 8G)',
       '  ~ db      forwards, live',
       '              - tcp 127.0.0.1:15433 -> 10.0.2.15:5433',
       '              + tcp 127.0.0.1:15432 -> :5432',
-      '  ~ cache   restart: memory 512M -> 1G',
+      '-/+ cache   restart: memory 512M -> 1G',
       '  - old     stop: not in the manifest (apply --prune)',
     ]);
     expect(text.endsWith('Plan: 1 to start, 1 to change live, 1 to restart, 1 to stop.\n')).toBe(true);
     expect(planJson(p)).toMatchObject({
-      formatVersion: 1,
+      formatVersion: 2,
       summary: { start: 1, live: 1, restart: 1, stop: 1, save: 0 },
     });
   });
@@ -168,7 +170,7 @@ describe('plan', () => {
     expect(withTag.changes).toMatchObject([
       { action: 'start', bootFrom: { tag: 'ready', kind: 'snapshot' } },
     ]);
-    const args = withTag.changes[0]!.action === 'start' ? withTag.changes[0]!.args : [];
+    const args = withTag.changes[0]!.action === 'start' ? withTag.changes[0]!.launch.args : [];
     expect(args.slice(-2)).toEqual(['-loadvm', 'ready']);
 
     const without = plan(
@@ -275,7 +277,9 @@ describe('plan', () => {
     const m = manifest('vms:\n  web: {}\n');
     const args = (kvm: boolean) => {
       const change = plan(m, observation([stopped('web')], [], kvm), options).changes[0]!;
-      return change.action === 'start' ? change.args[change.args.indexOf('-accel') + 1] : undefined;
+      return change.action === 'start'
+        ? change.launch.args[change.launch.args.indexOf('-accel') + 1]
+        : undefined;
     };
     expect(args(true)).toBe('kvm');
     expect(args(false)).toBe('tcg');
@@ -395,11 +399,16 @@ describe('warm starts and restart policy', () => {
     expect(plan(m, observation([running]), options).changes).toEqual([]);
     const p = plan(m, observation([running]), { ...options, refreshSnapshots: true });
     expect(p.changes).toMatchObject([
-      { action: 'restart', refreshSnapshot: true, dropSnapshot: 'ready', saveSnapshot: 'ready' },
+      {
+        action: 'restart',
+        refreshSnapshot: true,
+        dropSnapshot: { disk: '/srv/vms/d.qcow2', tag: 'ready' },
+        saveSnapshot: 'ready',
+      },
     ]);
     const change = p.changes[0]!;
-    expect(change.action === 'restart' && change.argsAfter.includes('-loadvm')).toBe(false);
-    expect(renderPlan(p).split('\n')[0]).toBe('  ~ web   restart: refresh snapshot ready');
+    expect(change.action === 'restart' && change.launch.args.includes('-loadvm')).toBe(false);
+    expect(renderPlan(p).split('\n')[0]).toBe('-/+ web   restart: refresh snapshot ready');
   });
 
   it('under watch, leaves a guest-powered-off VM down unless restart: always', () => {
@@ -445,7 +454,7 @@ describe('safety checks in the plan', () => {
     );
     expect(p.changes).toEqual([]);
     expect(renderPlan(p).split('\n')[0]).toBe(
-      '  ! web   error: qvm.yaml:3:33: vms.web.forwards.1: host port tcp 127.0.0.1:8081 is in use by pid 77 (nc -l 127.0.0.1 8081)',
+      '  ! web   error: qvm.yaml:3:33: vms.web.forwards[1]: host port tcp 127.0.0.1:8081 is in use by pid 77 (nc -l 127.0.0.1 8081)',
     );
   });
 
@@ -490,7 +499,7 @@ describe('safety checks in the plan', () => {
         resizeDisk: { toBytes: 4 * 2 ** 30 },
       },
     ]);
-    expect(renderPlan(q).split('\n')[0]).toBe('  ~ web   restart: disk size 2G -> 4G');
+    expect(renderPlan(q).split('\n')[0]).toBe('-/+ web   restart: disk size 2G -> 4G');
   });
 
   it('refuses snapshots on a raw disk, with the command that fixes it', () => {

@@ -1,7 +1,7 @@
 import pc from 'picocolors';
 import { describe, expect, it } from 'vitest';
 import { renderStatus, statusRows } from '../../src/cli/status.js';
-import { SAVED_STATE_TAG } from '../../src/plan/types.js';
+import { SAVED_STATE_TAG } from '../../src/model/names.js';
 import { disk, manifest, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
 
 describe('qvm status', () => {

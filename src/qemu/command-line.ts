@@ -1,7 +1,7 @@
 /**
  * Recognising failure in HMP output. HMP has no status: a failed command prints a message and the prompt
  * comes back as after a success, and QMP's `human-monitor-command` returns `{"return": text}` either way.
- * These are the shapes QEMU's failure messages take (checked against QEMU 7.2 in test/qemu/hmp-errors.test.ts):
+ * These are the shapes QEMU's failure messages take (checked against QEMU 7.2 in test/qemu/monitor-clients.test.ts):
  *
  *   Error: Snapshot 'x' does not exist in one or more devices      hmp_handle_error, most commands
  *   unknown command: 'foo'                                           the dispatcher
@@ -47,8 +47,11 @@ export function hmpFailure(output: string): string | undefined {
     .trim();
 }
 
-/** HMP commands travel as one line: a newline would smuggle in a second command. */
-export function assertSingleCommandLine(command: string): string | undefined {
+/**
+ * Why a command line cannot be sent as one HMP command, or undefined when it can. HMP commands travel as one
+ * line: a newline would smuggle in a second command.
+ */
+export function commandLineProblem(command: string): string | undefined {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
   if (/[\u0000-\u001f\u007f]/.test(command)) {
     return 'a monitor command must be one line without control characters (newline, carriage return, escape)';

@@ -1,0 +1,95 @@
+/**
+ * One reconcile pass, the same for `qvm apply`, every pass of `qvm watch` and `qvm destroy`: load the
+ * manifest, take the namespace's lock, observe, plan, pick what to apply, apply, and release the lock.
+ * Observing and planning happen under the lock, so what another qvm changed while this one waited is seen.
+ */
+import { type Effects, realEffects } from '../apply/effects.js';
+import { applyPlan, type ProgressEvent, type VmResult } from '../apply/executor.js';
+import { loadManifest } from '../manifest/manifest.js';
+import type { Manifest } from '../manifest/types.js';
+import { observe } from '../observe/observe.js';
+import type { Observation } from '../observe/types.js';
+import { plan as makePlan, type PlanOptions } from '../plan/plan.js';
+import type { Plan } from '../plan/types.js';
+import { acquireLock, type LockHolder } from '../runtime/lock.js';
+import { type Namespace, namespaceFor } from '../runtime/paths.js';
+
+/** A loaded manifest and the runtime namespace its VMs live in. */
+export interface Context {
+  manifest: Manifest;
+  namespace: Namespace;
+}
+
+/** Loads and checks the manifest (throws ManifestError), and finds its namespace. */
+export async function loadContext(source: string): Promise<Context> {
+  const manifest = await loadManifest(source);
+  return { manifest, namespace: namespaceFor(source) };
+}
+
+export interface PassRequest {
+  /** The manifest file or folder. */
+  source: string;
+  /** What the lock tells a waiting qvm this one is doing: apply, watch, destroy. */
+  command: string;
+  /** Wait for the lock when another qvm holds it; without, fail at once with LockBusyError. */
+  wait: boolean;
+  /** Told once, with the holder, when the lock is busy and this pass waits. */
+  onLockWait?: (holder: LockHolder | undefined) => void;
+  /** Aborts waiting for the lock and for readiness. */
+  signal?: AbortSignal;
+  /** Deadline for each VM's monitor while observing. */
+  timeoutMs: number;
+  /** The plan's options; a function when they depend on the manifest (destroy checks the VMs named). */
+  planOptions: Omit<PlanOptions, 'namespace'> | ((context: Context) => Omit<PlanOptions, 'namespace'>);
+  /** Plan only: nothing is applied and the lock is not taken. */
+  dryRun?: boolean;
+  /** Told the whole plan, before anything is applied. */
+  onPlan?: (plan: Plan, context: Context) => void;
+  /** Picks what of the plan to apply (watch: --live-only and back-off). Default: everything. */
+  select?: (plan: Plan) => Plan;
+  onProgress?: (event: ProgressEvent) => void;
+  /** Work after applying, still under the lock (destroy removes runtime files and disks). */
+  afterApply?: (context: Context, plan: Plan, results: VmResult[]) => Promise<void> | void;
+  /** The effects to apply with; real QEMU unless a test says otherwise. */
+  effects?: (namespace: Namespace) => Effects;
+}
+
+export interface PassResult extends Context {
+  observation: Observation;
+  /** Everything the planner found. */
+  plan: Plan;
+  /** What was applied (what `select` kept); empty for a dry run. */
+  applied: Plan;
+  results: VmResult[];
+}
+
+/** Runs one pass. Throws what loading, locking or observing throws; a VM's failure is in `results`. */
+export async function runPass(request: PassRequest): Promise<PassResult> {
+  const context = await loadContext(request.source);
+  const options =
+    typeof request.planOptions === 'function' ? request.planOptions(context) : request.planOptions;
+  const lock = request.dryRun
+    ? undefined
+    : await acquireLock(context.namespace, request.command, {
+        wait: request.wait,
+        ...(request.onLockWait ? { onWait: request.onLockWait } : {}),
+        ...(request.signal ? { signal: request.signal } : {}),
+      });
+  try {
+    const observation = await observe(context.manifest, context.namespace, { timeoutMs: request.timeoutMs });
+    const plan = makePlan(context.manifest, observation, { ...options, namespace: context.namespace });
+    request.onPlan?.(plan, context);
+    const applied = request.dryRun ? { ...plan, changes: [] } : (request.select ?? ((p: Plan) => p))(plan);
+    const effects = (request.effects ?? ((ns) => realEffects(ns, { signal: request.signal })))(
+      context.namespace,
+    );
+    const results =
+      applied.changes.length > 0
+        ? await applyPlan(applied, effects, request.onProgress ? { onProgress: request.onProgress } : {})
+        : [];
+    if (!request.dryRun) await request.afterApply?.(context, applied, results);
+    return { ...context, observation, plan, applied, results };
+  } finally {
+    await lock?.release();
+  }
+}
