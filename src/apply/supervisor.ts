@@ -31,7 +31,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (isAlive(pid)) {
     if (Date.now() > deadline) return false;
@@ -41,12 +41,13 @@ export async function waitForExit(pid: number, timeoutMs: number): Promise<boole
 }
 
 /** Removes a pidfile and sockets left by a QEMU that is gone. Refuses while a live QEMU owns them. */
-export function removeStaleFiles(paths: VmPaths): void {
+function removeStaleFiles(paths: VmPaths): void {
   if (checkPidfile(paths.pidfile).kind === 'ours') return;
   for (const file of [paths.pidfile, paths.qmp, paths.events, paths.hmp, paths.serial])
     rmSync(file, { force: true });
 }
 
+/** Creates (or checks) the private runtime folders of a VM, and the namespace record that names its manifest. */
 export function prepareRuntimeDirs(namespace: Namespace, paths: VmPaths): void {
   ensurePrivateDir(runtimeRoot());
   ensurePrivateDir(namespace.dir);

@@ -79,7 +79,12 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       writeErr: (s) => output.err.write(s),
     })
     .exitOverride();
+  for (const add of [reconcileCommands, inspectCommands, monitorCommands]) add(program, output, setExitCode);
+  return program;
+}
 
+/** The commands that check, plan and carry out a manifest: validate, plan, apply, watch. */
+function reconcileCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
   program
     .command('validate')
     .description(
@@ -163,7 +168,10 @@ applied. SIGINT or SIGTERM ends watching; the VMs keep running.
       const { watchCommand } = await import('./watch.js');
       setExitCode(await watchCommand(opts, output));
     });
+}
 
+/** The commands about VMs that exist: status, destroy, logs, snapshot. */
+function inspectCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
   program
     .command('status')
     .description(
@@ -235,7 +243,10 @@ applied. SIGINT or SIGTERM ends watching; the VMs keep running.
       const { snapshotCommand } = await import('./snapshot.js');
       setExitCode(await snapshotCommand(action, vm, tag, opts, output));
     });
+}
 
+/** The commands that talk to a monitor directly: monitor, console. */
+function monitorCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
   program
     .command('monitor')
     .description(
@@ -282,8 +293,6 @@ Examples:
       const { socket, label } = await resolveSocket(opts, vm ? [vm] : []);
       setExitCode(await consoleCommand(socket, { timeoutMs: opts.timeout, label }, output));
     });
-
-  return program;
 }
 
 /** Runs qvm with `argv` (as process.argv) and returns the exit code. Never throws. */

@@ -4,114 +4,142 @@
  */
 import { sendHmp } from '../apply/effects.js';
 import { UsageError, VmStateError } from '../errors.js';
+import type { VmSpec } from '../manifest/types.js';
 import { SAVED_STATE_TAG, SNAPSHOT_TAG } from '../model/names.js';
 import { observeVm } from '../observe/observe.js';
 import { display } from '../plan/describe.js';
 import { deleteSnapshot, imageInfo } from '../qemu/img.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
-import { savevmVerified } from '../qemu/savevm.js';
+import { savevmVerified, snapshotTags } from '../qemu/savevm.js';
 import { vmPaths } from '../runtime/paths.js';
-import { findVm, loadContext } from './context.js';
+import { type Context, findVm, loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
+
+interface Flags {
+  file: string;
+  timeout: number;
+  force: boolean;
+}
+
+/** The VM as the snapshot verbs need it: running or not, and where to reach it. */
+interface Target {
+  context: Context;
+  spec: VmSpec;
+  running: boolean;
+  socket: string;
+  hmp: (command: string, timeoutMs?: number) => Promise<string>;
+}
 
 export async function snapshotCommand(
   verb: string,
   vm: string,
   tag: string | undefined,
-  flags: { file: string; timeout: number; force: boolean },
+  flags: Flags,
   output: Output,
 ): Promise<number> {
   if (!['list', 'save', 'delete'].includes(verb))
     throw new UsageError(`unknown snapshot action "${verb}": use list, save or delete`);
-  if (verb !== 'list') {
-    if (!tag) throw new UsageError(`qvm snapshot ${verb} needs a tag: qvm snapshot ${verb} ${vm} TAG`);
-    if (!SNAPSHOT_TAG.test(tag))
-      throw new UsageError(
-        `snapshot tags are letters, digits, '.', '_' and '-', at most 64; got ${JSON.stringify(tag)}`,
-      );
-    if (tag === SAVED_STATE_TAG)
-      throw new UsageError(`${SAVED_STATE_TAG} is qvm's own tag for hibernation (state: saved)`);
-  }
+  if (verb !== 'list') checkTag(verb, vm, tag);
   const context = await loadContext(flags.file);
   const spec = findVm(context, vm);
   const observed = await observeVm(vm, context.namespace, spec, { timeoutMs: flags.timeout });
   if (observed.state === 'unknown')
     throw new VmStateError(`${vm} does not answer on its monitor: ${observed.error}`);
-  const running = observed.state === 'running' && observed.runstate !== 'shutdown';
   const socket = spec.monitor ?? vmPaths(context.namespace, vm).qmp;
-  const diskPath = spec.disk?.path;
+  const target: Target = {
+    context,
+    spec,
+    running: observed.state === 'running' && observed.runstate !== 'shutdown',
+    socket,
+    hmp: (command, timeoutMs) => sendHmp(socket, command, timeoutMs ?? flags.timeout),
+  };
+  if (verb === 'list') return listSnapshots(target, output);
+  if (verb === 'save') return saveSnapshot(target, tag!, output);
+  return removeSnapshot(target, tag!, flags.force, output);
+}
 
-  if (verb === 'list') {
-    const list = running
-      ? parseSnapshots(await sendHmp(socket, 'info snapshots', flags.timeout)).loadable
-      : undefined;
-    const rows: string[][] = [];
-    if (list) {
-      for (const s of list) rows.push([s.tag, s.vmSize, s.date, s.vmClock]);
-    } else {
-      if (!diskPath)
-        throw new VmStateError(`${vm} is not running and has no disk in the manifest to read snapshots from`);
-      for (const name of (await imageInfo(diskPath)).snapshots) rows.push([name, '', '', '']);
-    }
-    if (rows.length === 0) {
-      writeLine(output.out, `${vm} has no snapshots.`);
-      return 0;
-    }
-    const mark = (name: string) =>
-      name === spec.snapshot
-        ? '  (the manifest boots from it)'
-        : name === SAVED_STATE_TAG
-          ? '  (hibernated state)'
-          : '';
-    const header = ['TAG', 'VM SIZE', 'DATE', 'VM CLOCK'];
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const line = (cells: string[]) =>
-      cells
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd();
-    writeLine(output.out, line(list ? header : ['TAG']));
-    for (const r of rows) writeLine(output.out, (list ? line(r) : r[0]!) + mark(r[0]!));
-    return 0;
-  }
-
-  if (verb === 'save') {
-    if (!running)
-      throw new VmStateError(
-        `${vm} is not running: a snapshot holds the VM's RAM, so save needs it running (qvm apply starts it)`,
-      );
-    await savevmVerified(
-      (command, timeoutMs) => sendHmp(socket, command, timeoutMs ?? flags.timeout),
-      socket,
-      tag!,
-    );
-    writeLine(output.out, `${vm}: saved snapshot ${tag}`);
-    return 0;
-  }
-
-  if (tag === spec.snapshot && !flags.force) {
-    const at = context.manifest.locate(['vms', vm, 'snapshot']);
+function checkTag(verb: string, vm: string, tag: string | undefined): void {
+  if (!tag) throw new UsageError(`qvm snapshot ${verb} needs a tag: qvm snapshot ${verb} ${vm} TAG`);
+  if (!SNAPSHOT_TAG.test(tag))
     throw new UsageError(
-      `${vm} boots from snapshot ${tag} (${spec.source}${at ? `:${at.line}` : ''}); deleting it makes the next start cold. Add --force to delete it anyway`,
+      `snapshot tags are letters, digits, '.', '_' and '-', at most 64; got ${JSON.stringify(tag)}`,
+    );
+  if (tag === SAVED_STATE_TAG)
+    throw new UsageError(`${SAVED_STATE_TAG} is qvm's own tag for hibernation (state: saved)`);
+}
+
+/** The disk a stopped VM's snapshots are read from, or an error saying there is none. */
+function diskOf(target: Target): string {
+  if (!target.spec.disk)
+    throw new VmStateError(`${target.spec.name} is not running and has no disk in the manifest`);
+  return target.spec.disk.path;
+}
+
+async function listSnapshots(target: Target, output: Output): Promise<number> {
+  const { spec } = target;
+  const rows = target.running
+    ? parseSnapshots(await target.hmp('info snapshots')).loadable.map((s) => [
+        s.tag,
+        s.vmSize,
+        s.date,
+        s.vmClock,
+      ])
+    : (await imageInfo(diskOf(target))).snapshots.map((name) => [name, '', '', '']);
+  if (rows.length === 0) {
+    writeLine(output.out, `${spec.name} has no snapshots.`);
+    return 0;
+  }
+  const mark = (name: string) =>
+    name === spec.snapshot
+      ? '  (the manifest boots from it)'
+      : name === SAVED_STATE_TAG
+        ? '  (hibernated state)'
+        : '';
+  const header = ['TAG', 'VM SIZE', 'DATE', 'VM CLOCK'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  writeLine(output.out, target.running ? line(header) : 'TAG');
+  for (const r of rows) writeLine(output.out, (target.running ? line(r) : r[0]!) + mark(r[0]!));
+  return 0;
+}
+
+async function saveSnapshot(target: Target, tag: string, output: Output): Promise<number> {
+  if (!target.running)
+    throw new VmStateError(
+      `${target.spec.name} is not running: a snapshot holds the VM's RAM, so save needs it running (qvm apply starts it)`,
+    );
+  await savevmVerified(target.hmp, target.socket, tag);
+  writeLine(output.out, `${target.spec.name}: saved snapshot ${tag}`);
+  return 0;
+}
+
+async function removeSnapshot(target: Target, tag: string, force: boolean, output: Output): Promise<number> {
+  const { spec, context } = target;
+  if (tag === spec.snapshot && !force) {
+    const at = context.manifest.locate(['vms', spec.name, 'snapshot']);
+    throw new UsageError(
+      `${spec.name} boots from snapshot ${tag} (${spec.source}${at ? `:${at.line}` : ''}); deleting it makes the next start cold. Add --force to delete it anyway`,
     );
   }
-  if (running) {
-    const tags = parseSnapshots(await sendHmp(socket, 'info snapshots', flags.timeout)).loadable.map(
-      (s) => s.tag,
-    );
+  if (target.running) {
+    const tags = await snapshotTags(target.hmp);
     // QEMU 7.2's delvm reports success for a tag that does not exist: check first.
-    if (!tags.includes(tag!))
-      throw new VmStateError(`${vm} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`);
-    await sendHmp(socket, `delvm ${tag}`, 60_000);
+    if (!tags.includes(tag))
+      throw new VmStateError(`${spec.name} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`);
+    await target.hmp(`delvm ${tag}`, 60_000);
   } else {
-    if (!diskPath) throw new VmStateError(`${vm} is not running and has no disk in the manifest`);
-    const tags = (await imageInfo(diskPath)).snapshots;
-    if (!tags.includes(tag!))
+    const disk = diskOf(target);
+    const tags = (await imageInfo(disk)).snapshots;
+    if (!tags.includes(tag))
       throw new VmStateError(
-        `${display(context.manifest.dir, diskPath)} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`,
+        `${display(context.manifest.dir, disk)} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`,
       );
-    await deleteSnapshot(diskPath, tag!);
+    await deleteSnapshot(disk, tag);
   }
-  writeLine(output.out, `${vm}: deleted snapshot ${tag}`);
+  writeLine(output.out, `${spec.name}: deleted snapshot ${tag}`);
   return 0;
 }

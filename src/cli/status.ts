@@ -29,7 +29,7 @@ export interface StatusRow {
 }
 
 /** In words: running, paused, powered off by the guest, saved (hibernated), stopped, unresponsive. */
-export function stateWord(vm: ObservedVm): string {
+function stateWord(vm: ObservedVm): string {
   switch (vm.state) {
     case 'unknown':
       return 'unresponsive';

@@ -8,7 +8,7 @@ import type { VmDocument } from './document.js';
 import { DEFAULTS, type DiskSpec, type ForwardSpec, type ReadySpec, type VmSpec } from './types.js';
 
 /** Fields only a restart can change; on an adopted VM (started outside qvm) they cannot apply. */
-export const RESTART_CLASS_FIELDS = [
+const RESTART_CLASS_FIELDS = [
   'memory',
   'cpus',
   'disk',

@@ -60,6 +60,6 @@ export function vmDocuments(loaded: LoadedYaml, dir: string, schemaFindings: Dia
 }
 
 /** A diagnostic at a field of the document. */
-export function located(loaded: LoadedYaml, fieldPath: FieldPath, message: string): Diagnostic {
+function located(loaded: LoadedYaml, fieldPath: FieldPath, message: string): Diagnostic {
   return { file: loaded.file, ...loaded.locate(fieldPath), path: formatFieldPath(fieldPath), message };
 }

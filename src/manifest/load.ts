@@ -27,6 +27,7 @@ export interface LoadedYaml {
   locate(path: FieldPath, options?: { key?: boolean }): SourcePosition | undefined;
 }
 
+/** Reads and parses a manifest file; a file that cannot be read is a located diagnostic. */
 export async function loadYamlFile(file: string, displayName = file): Promise<LoadedYaml> {
   let text: string;
   try {
@@ -52,6 +53,7 @@ export async function loadYamlFile(file: string, displayName = file): Promise<Lo
   return parseYaml(text, displayName);
 }
 
+/** Parses YAML text, keeping where every node is. */
 export function parseYaml(text: string, file: string): LoadedYaml {
   const lineCounter = new LineCounter();
   const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });

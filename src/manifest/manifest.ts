@@ -9,6 +9,7 @@ import { loadYamlFile } from './load.js';
 import type { Manifest } from './types.js';
 import { checkManifest } from './validate.js';
 
+/** Loads and checks a manifest file or folder; throws ManifestError with every problem. */
 export async function loadManifest(file: string): Promise<Manifest> {
   const absolute = path.resolve(file);
   if (!isFolder(absolute)) {

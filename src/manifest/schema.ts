@@ -8,6 +8,7 @@ import type { Diagnostic } from '../errors.js';
 import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
 
+/** The schema file, shipped beside the code. */
 export const SCHEMA_URL = new URL('../../schemas/qvm.schema.json', import.meta.url);
 
 let compiled: ValidateFunction | undefined;
@@ -67,7 +68,7 @@ function pointerToPath(pointer: string, root: unknown): (string | number)[] {
 }
 
 /** A value as it appears in a message: strings quoted, objects named by their kind. */
-export function showValue(value: unknown): string {
+function showValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
@@ -135,7 +136,7 @@ function describeError(error: ErrorObject, root: unknown): Described | undefined
 }
 
 /** The known word nearest to a misspelling, when it is near enough to be a likely typo. */
-export function closest(word: string, candidates: string[]): string | undefined {
+function closest(word: string, candidates: string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   for (const candidate of candidates) {

@@ -103,6 +103,7 @@ export interface Manifest {
   locate(path: FieldPath): SourcePosition | undefined;
 }
 
+/** What a field that the manifest leaves out means. */
 export const DEFAULTS = {
   memoryMiB: 512,
   cpus: 1,

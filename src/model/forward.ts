@@ -23,12 +23,12 @@ export interface HostForward {
 }
 
 /** Where slirp's built-in DHCP server puts the first guest: what an empty guest address means. */
-export const DEFAULT_GUEST_ADDRESS = '10.0.2.15';
+const DEFAULT_GUEST_ADDRESS = '10.0.2.15';
 
 const IPV4 =
   /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$/;
 
-export function isIPv4(text: string): boolean {
+function isIPv4(text: string): boolean {
   return IPV4.test(text);
 }
 
@@ -79,11 +79,6 @@ export function describeForward(f: HostForward): string {
   return `${f.proto} ${f.hostAddress}:${f.hostPort} -> ${f.guestAddress}:${f.guestPort}`;
 }
 
-/** Identity of the host side: two forwards with the same key cannot both exist. */
-export function hostSideKey(f: Pick<HostForward, 'proto' | 'hostAddress' | 'hostPort'>): string {
-  return `${f.proto}:${f.hostAddress}:${f.hostPort}`;
-}
-
 /** Two host sides collide when proto and port match and either address covers the other (0.0.0.0 covers all). */
 export function hostSidesCollide(
   a: Pick<HostForward, 'proto' | 'hostAddress' | 'hostPort'>,
@@ -104,6 +99,7 @@ export function sameForward(a: HostForward, b: HostForward): boolean {
   );
 }
 
+/** Whether an address is on the loopback network (127.0.0.0/8): reachable only from this machine. */
 export function isLoopback(address: string): boolean {
   return address.startsWith('127.');
 }

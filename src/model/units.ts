@@ -4,8 +4,8 @@
  * Sizes: an integer with a K, M, G or T suffix (binary units, as QEMU reads them).
  */
 
-export const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$';
-export const SIZE_PATTERN = '^[1-9][0-9]*[KMGT]$';
+const DURATION_PATTERN = '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$';
+const SIZE_PATTERN = '^[1-9][0-9]*[KMGT]$';
 
 const durationRe = new RegExp(DURATION_PATTERN);
 const durationUnitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -60,6 +60,7 @@ export function formatSize(bytes: number): string {
   return `${bytes}`;
 }
 
+/** Memory in MiB, the way a manifest writes it: `512M`, `2G`. */
 export function formatMemory(mib: number): string {
   return formatSize(mib * 2 ** 20);
 }

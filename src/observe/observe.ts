@@ -27,7 +27,7 @@ export interface ObserveOptions {
 }
 
 /** Facts about the host that the plan depends on. The KVM probe's answer is cached in the runtime root. */
-export async function hostFacts(): Promise<HostFacts> {
+async function hostFacts(): Promise<HostFacts> {
   const root = runtimeRoot();
   let cache: string | undefined;
   try {
@@ -134,7 +134,7 @@ export async function observeVm(
   try {
     const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: options.timeoutMs });
     try {
-      const status = await qmp.execute<{ status: string }>('query-status');
+      const runstate = await qmp.queryStatus();
       const forwards = parseUsernet(await qmp.hmp('info usernet'));
       const snapshots = parseSnapshots(await qmp.hmp('info snapshots')).loadable.map((s) => s.tag);
       const diskPath = spec?.disk?.path ?? launch?.launch.disk?.path;
@@ -143,7 +143,7 @@ export async function observeVm(
         ...common,
         state: 'running',
         startedAtMs: process.startedAtMs,
-        runstate: status.status,
+        runstate,
         argv: process.argv,
         ...(launch && sameArgv(launch.argv, process.argv) ? { launch } : {}),
         ...(record && 'unreadable' in record ? { launchUnreadable: record.unreadable } : {}),
@@ -185,7 +185,7 @@ async function observeAdopted(spec: VmSpec, options: ObserveOptions): Promise<Ob
 }
 
 /** Facts about a disk file (format, size, snapshots); a file that cannot be read is data, not a throw. */
-export async function observeDisk(file: string, knownSnapshots?: string[]): Promise<DiskState> {
+async function observeDisk(file: string, knownSnapshots?: string[]): Promise<DiskState> {
   if (!existsSync(file)) return { path: file, exists: false };
   try {
     const info = await imageInfo(file);

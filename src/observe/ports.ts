@@ -51,7 +51,7 @@ export function checkPort(proto: Proto, address: string, port: number): Promise<
 }
 
 /** Who holds a port: a VM of some manifest, a program with its pid, or "another program". */
-export function findHolder(
+function findHolder(
   proto: Proto,
   port: number,
 ): { holder: string; vm?: { name: string; namespaceDir: string } } {
@@ -120,7 +120,7 @@ function holderPid(proto: Proto, port: number): number | undefined {
 }
 
 /** A QEMU started by qvm: its VM name and manifest, from its -pidfile path and the namespace record. */
-export function qvmVmOf(argv: string[]): { vm: string; manifest: string; namespaceDir: string } | undefined {
+function qvmVmOf(argv: string[]): { vm: string; manifest: string; namespaceDir: string } | undefined {
   const i = argv.indexOf('-pidfile');
   const pidfile = i >= 0 ? argv[i + 1] : undefined;
   if (!pidfile || path.basename(pidfile) !== 'qemu.pid') return undefined;

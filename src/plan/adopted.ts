@@ -7,6 +7,7 @@ import { locate } from './context.js';
 import { forwardUpdate, withoutConflicts } from './forwards.js';
 import { stopChange } from './managed.js';
 
+/** Plans an adopted VM: live forward changes, or a quit through its monitor for `state: stopped`. */
 export function planAdopted(ctx: VmPlanning): void {
   const { spec, out } = ctx;
   const observed = ctx.observation.vms.get(spec.name)!;

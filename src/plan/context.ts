@@ -42,6 +42,7 @@ export interface VmPlanning {
   problem(message: string, ...field: (string | number)[]): void;
 }
 
+/** An outcome with nothing in it yet. */
 export function emptyOutcome(): Outcome {
   return { changes: [], problems: [], notes: [] };
 }

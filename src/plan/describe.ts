@@ -104,7 +104,7 @@ function startText(change: StartChange, baseDir: string): string {
 }
 
 /** The disk and warm-snapshot steps a start will take, in plan words. */
-export function stepDetails(change: StartSteps): string[] {
+function stepDetails(change: StartSteps): string[] {
   const out: string[] = [];
   if (change.resizeDisk) {
     out.push(

@@ -17,6 +17,7 @@ import type { StartReason, StopChange } from './types.js';
 /** Runstates a VM cannot leave by itself; the only way forward is a fresh process. */
 const STUCK_RUNSTATES = new Set(['restore-vm', 'internal-error', 'guest-panicked', 'io-error', 'colo']);
 
+/** Plans a VM qvm starts: the one change (start, restart, live update, stop, save) that makes it match. */
 export function planManaged(ctx: VmPlanning): void {
   const { spec, out } = ctx;
   const observed = ctx.observation.vms.get(spec.name)!;

@@ -20,7 +20,7 @@ export interface Summary {
 }
 
 /** How many changes of each kind the plan has. */
-export function summarize(plan: Plan): Summary {
+function summarize(plan: Plan): Summary {
   const summary: Summary = { start: 0, live: 0, restart: 0, stop: 0, save: 0 };
   const kind = { start: 'start', update: 'live', restart: 'restart', stop: 'stop', save: 'save' } as const;
   for (const change of plan.changes) summary[kind[change.action]]++;
@@ -89,7 +89,7 @@ export function renderPlan(plan: Plan, options: { color?: boolean } = {}): strin
 }
 
 /** The qemu command line before and after, one option per line, as a unified diff with a little context. */
-export function argvDiff(before: string[], after: string[], c: Colors): string[] {
+function argvDiff(before: string[], after: string[], c: Colors): string[] {
   const patch = structuredPatch(
     'before',
     'after',

@@ -26,7 +26,7 @@ const PROBE_SUCCESS_STATUS = 3;
  * The probe firmware: 64 KiB mapped at 0xF0000. The reset vector jumps to F000:0000, which loads a flat GDT,
  * sets CR0.PE, far-jumps into 32-bit code, and writes 1 to port 0xF4.
  */
-export function probeFirmware(): Buffer {
+function probeFirmware(): Buffer {
   const image = Buffer.alloc(65536, 0xf4); // hlt everywhere else
   const put = (offset: number, bytes: number[]) => Buffer.from(bytes).copy(image, offset);
   put(0x00, [0xfa, 0x2e, 0x0f, 0x01, 0x16, 0x40, 0x00]); // cli; lgdt cs:[0x40]
@@ -39,7 +39,7 @@ export function probeFirmware(): Buffer {
   return image;
 }
 
-export async function probeKvm(): Promise<KvmProbe> {
+async function probeKvm(): Promise<KvmProbe> {
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch {

@@ -9,6 +9,7 @@
 import { formatHostfwd, type HostForward } from '../model/forward.js';
 import type { VmPaths } from '../runtime/paths.js';
 
+/** The emulator qvm runs; found on PATH. */
 export const QEMU_SYSTEM = 'qemu-system-x86_64';
 
 /** The netdev every VM's user network gets; hostfwd_add/remove name it. */

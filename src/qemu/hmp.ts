@@ -18,7 +18,7 @@ import {
 } from '../errors.js';
 import { formatDuration } from '../model/units.js';
 import { commandLineProblem, hmpFailure } from './command-line.js';
-import { endSocket, openAndGreet } from './socket.js';
+import { closedByQvm, endSocket, type GreetedSocket, openAndGreet } from './socket.js';
 
 const PROMPT = '(qemu) ';
 
@@ -35,6 +35,7 @@ export function stripTerminalCodes(text: string): string {
   );
 }
 
+/** A connected HMP monitor: one command at a time, its output delimited by the prompt. */
 export class HmpClient {
   readonly kind = 'hmp';
   private buffer = '';
@@ -64,17 +65,12 @@ export class HmpClient {
 
   static async connect(socketPath: string, options: { timeoutMs?: number } = {}): Promise<HmpClient> {
     const g = await openAndGreet(socketPath, options.timeoutMs);
-    return HmpClient.fromBanner(g.socket, socketPath, g.first, g.remainingMs(), g.timeoutMs);
+    return HmpClient.fromBanner(g, socketPath);
   }
 
   /** Finishes connecting on a socket whose first bytes were already read: waits for the first prompt. */
-  static async fromBanner(
-    socket: net.Socket,
-    socketPath: string,
-    first: Buffer,
-    remainingMs: number,
-    timeoutMs: number,
-  ): Promise<HmpClient> {
+  static async fromBanner(greeted: GreetedSocket, socketPath: string): Promise<HmpClient> {
+    const { socket, first, timeoutMs } = greeted;
     const text = first.toString('utf8');
     if (!/^QEMU .*monitor/.test(stripTerminalCodes(text))) {
       socket.destroy();
@@ -84,7 +80,7 @@ export class HmpClient {
       );
     }
     const client = new HmpClient(socket, socketPath, '', timeoutMs);
-    const bannerPromise = client.untilPrompt(Math.max(1, remainingMs), 'the first prompt');
+    const bannerPromise = client.untilPrompt(greeted.remainingMs(), 'the first prompt');
     client.onData(text);
     socket.resume();
     const banner = await bannerPromise;
@@ -124,11 +120,7 @@ export class HmpClient {
 
   async close(): Promise<void> {
     if (this.socket.destroyed) return;
-    this.closedWith ??= new MonitorClosedError(
-      `connection to ${this.socketPath} closed by qvm`,
-      this.socketPath,
-      undefined,
-    );
+    this.closedWith ??= closedByQvm(this.socketPath);
     await endSocket(this.socket);
   }
 

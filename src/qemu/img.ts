@@ -12,7 +12,7 @@ import { DiskExistsError, QemuProcessError } from '../errors.js';
 import { formatSize } from '../model/units.js';
 import { isAlive } from '../runtime/process.js';
 
-export const QEMU_IMG = 'qemu-img';
+const QEMU_IMG = 'qemu-img';
 const QEMU_IMG_TIMEOUT_MS = 60_000;
 
 export interface ImageInfo {
@@ -142,6 +142,7 @@ export function fileIdentity(file: string): { dev: number; ino: number } | undef
   }
 }
 
+/** Deletes an internal snapshot from the image of a stopped VM. */
 export async function deleteSnapshot(file: string, tag: string): Promise<void> {
   await run(['snapshot', '-d', tag, file], `deleting snapshot ${tag} from ${file}`);
 }

@@ -15,15 +15,11 @@ export async function connectMonitor(
   socketPath: string,
   options: { timeoutMs?: number } = {},
 ): Promise<AnyMonitor> {
-  const {
-    socket,
-    first,
-    timeoutMs,
-    remainingMs: remaining,
-  } = await openAndGreet(socketPath, options.timeoutMs);
+  const greeted = await openAndGreet(socketPath, options.timeoutMs);
+  const { socket, first } = greeted;
   const head = first.toString('utf8').trimStart();
-  if (head.startsWith('{')) return QmpClient.fromGreeting(socket, socketPath, first, remaining(), timeoutMs);
-  if (head.startsWith('QEMU')) return HmpClient.fromBanner(socket, socketPath, first, remaining(), timeoutMs);
+  if (head.startsWith('{')) return QmpClient.fromGreeting(greeted, socketPath);
+  if (head.startsWith('QEMU')) return HmpClient.fromBanner(greeted, socketPath);
   socket.destroy();
   throw new MonitorProtocolError(
     `${socketPath} is neither a QMP nor an HMP monitor: it sent ${JSON.stringify(head.slice(0, 80))}`,

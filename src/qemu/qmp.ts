@@ -16,12 +16,23 @@ import {
 } from '../errors.js';
 import { formatDuration } from '../model/units.js';
 import { commandLineProblem, hmpFailure } from './command-line.js';
-import { endSocket, openAndGreet } from './socket.js';
+import { closedByQvm, endSocket, type GreetedSocket, openAndGreet } from './socket.js';
 
 export interface QmpEvent {
   event: string;
   data?: Record<string, unknown>;
   timestamp?: { seconds: number; microseconds: number };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isGreeting(v: unknown): v is QmpGreeting {
+  if (!isObject(v) || !isObject(v.QMP) || !isObject(v.QMP.version) || !isObject(v.QMP.version.qemu))
+    return false;
+  const q = v.QMP.version.qemu;
+  return typeof q.major === 'number' && typeof q.minor === 'number' && typeof q.micro === 'number';
 }
 
 export interface QmpGreeting {
@@ -43,6 +54,7 @@ export interface QmpOptions {
   timeoutMs?: number;
 }
 
+/** A connected QMP monitor: commands with replies matched by id, HMP through it, and events. */
 export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [MonitorError] }> {
   readonly kind = 'qmp';
   private buffer = '';
@@ -77,40 +89,32 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
   /** Connects, reads the greeting and negotiates capabilities, all within the timeout. */
   static async connect(socketPath: string, options: QmpOptions = {}): Promise<QmpClient> {
     const g = await openAndGreet(socketPath, options.timeoutMs);
-    return QmpClient.fromGreeting(g.socket, socketPath, g.first, g.remainingMs(), g.timeoutMs);
+    return QmpClient.fromGreeting(g, socketPath);
   }
 
   /**
    * Finishes the handshake on a socket whose first bytes were already read (see connectMonitor, which sniffs
    * whether a socket speaks QMP or HMP).
    */
-  static async fromGreeting(
-    socket: net.Socket,
-    socketPath: string,
-    first: Buffer,
-    remainingMs: number,
-    timeoutMs: number,
-  ): Promise<QmpClient> {
+  static async fromGreeting(greeted: GreetedSocket, socketPath: string): Promise<QmpClient> {
+    const { socket, first, timeoutMs } = greeted;
     let text = first.toString('utf8');
     const newline = text.indexOf('\n');
     // The greeting is one line; a socket may deliver it in pieces.
     if (newline < 0) {
       text += await new Promise<string>((resolve, reject) => {
         let more = '';
-        const timer = setTimeout(
-          () => {
-            socket.destroy();
-            reject(
-              new MonitorTimeoutError(
-                `incomplete QMP greeting on ${socketPath}`,
-                socketPath,
-                undefined,
-                timeoutMs,
-              ),
-            );
-          },
-          Math.max(1, remainingMs),
-        );
+        const timer = setTimeout(() => {
+          socket.destroy();
+          reject(
+            new MonitorTimeoutError(
+              `incomplete QMP greeting on ${socketPath}`,
+              socketPath,
+              undefined,
+              timeoutMs,
+            ),
+          );
+        }, greeted.remainingMs());
         socket.on('data', function onData(chunk: Buffer) {
           more += chunk.toString('utf8');
           if (more.includes('\n')) {
@@ -127,7 +131,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
     let greeting: QmpGreeting;
     try {
       greeting = JSON.parse(line) as QmpGreeting;
-      if (!greeting.QMP) throw new Error('no QMP key');
+      if (!isGreeting(greeting)) throw new Error('not a QMP greeting');
     } catch {
       socket.destroy();
       throw new MonitorProtocolError(
@@ -151,16 +155,16 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
   }
 
   /** Runs a QMP command and returns its `return` value. */
-  execute<T = unknown>(
+  execute(
     command: string,
     args?: Record<string, unknown>,
     options: { timeoutMs?: number } = {},
-  ): Promise<T> {
+  ): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const id = `qvm-${this.nextId++}`;
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const label = command === 'human-monitor-command' ? String(args?.['command-line']) : command;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
         // After a missed deadline the stream's state is unknown; close it so nothing is read out of step.
         this.shutdown(
@@ -172,7 +176,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
           ),
         );
       }, timeoutMs);
-      this.pending.set(id, { command: label, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, { command: label, resolve, reject, timer });
       this.socket.write(
         `${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`,
       );
@@ -186,11 +190,33 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
   async hmp(commandLine: string, options: { timeoutMs?: number } = {}): Promise<string> {
     const refused = commandLineProblem(commandLine);
     if (refused) throw new MonitorCommandError(commandLine, refused, this.socketPath);
-    const raw = await this.execute<string>('human-monitor-command', { 'command-line': commandLine }, options);
+    const raw = await this.execute('human-monitor-command', { 'command-line': commandLine }, options);
+    if (typeof raw !== 'string') {
+      const error = new MonitorProtocolError(
+        `QEMU answered "${commandLine}" with ${JSON.stringify(raw)?.slice(0, 80)}, not text`,
+        this.socketPath,
+      );
+      this.shutdown(error);
+      throw error;
+    }
     const text = raw.replace(/\r\n/g, '\n');
     const failure = hmpFailure(text);
     if (failure) throw new MonitorCommandError(commandLine, failure, this.socketPath);
     return text;
+  }
+
+  /** QEMU's run state (`query-status`): running, paused, shutdown, restore-vm, io-error, ... */
+  async queryStatus(options: { timeoutMs?: number } = {}): Promise<string> {
+    const reply = await this.execute('query-status', undefined, options);
+    if (!isObject(reply) || typeof reply.status !== 'string') {
+      const error = new MonitorProtocolError(
+        `QEMU answered query-status with ${JSON.stringify(reply)?.slice(0, 80)}`,
+        this.socketPath,
+      );
+      this.shutdown(error);
+      throw error;
+    }
+    return reply.status;
   }
 
   /** Resolves with the first event for which `match` is true, or rejects at the deadline or on close. */
@@ -231,11 +257,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
   async close(): Promise<void> {
     if (this.socket.destroyed) return;
     // Mark the close as ours first, so the socket's 'close' does not read as QEMU going away.
-    this.closedWith ??= new MonitorClosedError(
-      `connection to ${this.socketPath} closed by qvm`,
-      this.socketPath,
-      undefined,
-    );
+    this.closedWith ??= closedByQvm(this.socketPath);
     await endSocket(this.socket);
   }
 
@@ -250,33 +272,58 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
     }
   }
 
+  /**
+   * One line from QEMU. Every message is checked for its shape before it is used: a peer that sends `null`, a
+   * reply of the wrong type or garbage closes the connection with a protocol error, never a TypeError.
+   */
   private onMessage(line: string): void {
-    let message: Record<string, unknown>;
+    let message: unknown;
     try {
       message = JSON.parse(line);
     } catch {
-      this.shutdown(
-        new MonitorProtocolError(`QEMU sent a line that is not JSON: ${line.slice(0, 80)}`, this.socketPath),
-      );
+      this.protocolError(`QEMU sent a line that is not JSON: ${line.slice(0, 80)}`);
+      return;
+    }
+    if (!isObject(message)) {
+      this.protocolError(`QEMU sent ${JSON.stringify(message)?.slice(0, 80)}, not a QMP message`);
       return;
     }
     if (typeof message.event === 'string') {
+      if (message.data !== undefined && !isObject(message.data)) {
+        this.protocolError(`QEMU sent an event whose data is not an object: ${line.slice(0, 80)}`);
+        return;
+      }
       this.emit('event', message as unknown as QmpEvent);
       return;
     }
-    const id = typeof message.id === 'string' ? message.id : undefined;
+    const error = 'error' in message ? message.error : undefined;
+    if ('error' in message && (!isObject(error) || typeof error.desc !== 'string')) {
+      this.protocolError(`QEMU sent an error reply without a description: ${line.slice(0, 80)}`);
+      return;
+    }
+    if (!('error' in message) && !('return' in message)) {
+      this.protocolError(`QEMU sent a message that is neither a reply nor an event: ${line.slice(0, 80)}`);
+      return;
+    }
+    // QEMU answers a request it could not parse with an error that has no id: it is the oldest request's.
+    const id =
+      typeof message.id === 'string' ? message.id : error ? this.pending.keys().next().value : undefined;
     const pending = id ? this.pending.get(id) : undefined;
     if (!pending || !id) return; // a reply to a command we gave up on
     this.pending.delete(id);
     clearTimeout(pending.timer);
-    if ('error' in message) {
-      const error = message.error as { class?: string; desc?: string };
+    if (isObject(error)) {
+      const errorClass = typeof error.class === 'string' ? error.class : undefined;
       pending.reject(
-        new MonitorCommandError(pending.command, error.desc ?? 'unknown error', this.socketPath, error.class),
+        new MonitorCommandError(pending.command, String(error.desc), this.socketPath, errorClass),
       );
     } else {
       pending.resolve(message.return);
     }
+  }
+
+  private protocolError(message: string): void {
+    this.shutdown(new MonitorProtocolError(message, this.socketPath));
   }
 
   private shutdown(reason: MonitorError): void {

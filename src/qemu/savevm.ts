@@ -7,7 +7,7 @@ import { MonitorCommandError } from '../errors.js';
 import { parseSnapshots } from './parse/snapshots.js';
 
 /** savevm writes RAM into the disk: allow it minutes, not the usual monitor deadline. */
-export const SAVEVM_TIMEOUT_MS = 300_000;
+const SAVEVM_TIMEOUT_MS = 300_000;
 
 /** Runs one HMP command line and returns its text (throwing QEMU's failures). */
 export type HmpRunner = (command: string, timeoutMs?: number) => Promise<string>;

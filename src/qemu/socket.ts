@@ -3,12 +3,12 @@
  * that say what to do.
  */
 import net from 'node:net';
-import { MonitorConnectError, MonitorTimeoutError } from '../errors.js';
+import { MonitorClosedError, MonitorConnectError, MonitorTimeoutError } from '../errors.js';
 import { formatDuration } from '../model/units.js';
 
-export const DEFAULT_MONITOR_TIMEOUT_MS = 10_000;
+const DEFAULT_MONITOR_TIMEOUT_MS = 10_000;
 
-export function openUnixSocket(socketPath: string, timeoutMs: number): Promise<net.Socket> {
+function openUnixSocket(socketPath: string, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.createConnection({ path: socketPath });
     const timer = setTimeout(() => {
@@ -58,7 +58,7 @@ function connectFailure(socketPath: string, error: NodeJS.ErrnoException): strin
  * accepts connections (the kernel queues them) but never greets, and QEMU serves one client per socket at a
  * time, so silence here has two likely causes; the message names both.
  */
-export function readFirstBytes(
+function readFirstBytes(
   socket: net.Socket,
   socketPath: string,
   timeoutMs: number,
@@ -130,4 +130,9 @@ export async function openAndGreet(
   const socket = await openUnixSocket(socketPath, timeoutMs);
   const first = await readFirstBytes(socket, socketPath, remainingMs(), timeoutMs);
   return { socket, first, timeoutMs, remainingMs };
+}
+
+/** The error a client's pending and later calls get once qvm itself closed the connection. */
+export function closedByQvm(socketPath: string): MonitorClosedError {
+  return new MonitorClosedError(`connection to ${socketPath} closed by qvm`, socketPath, undefined);
 }

@@ -9,7 +9,7 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { QvmError } from '../errors.js';
+import { NotReadyError } from '../errors.js';
 import type { ReadySpec } from '../manifest/types.js';
 import { formatDuration } from '../model/units.js';
 import { parseUsernetRows } from '../qemu/parse/usernet.js';
@@ -32,8 +32,6 @@ const ATTEMPT_TIMEOUT_MS = 1000;
 /** How long an accepted connection is watched for the guest closing it, before asking slirp. */
 const SETTLE_MS = 150;
 const RETRY_DELAY_MS = 200;
-
-export class NotReadyError extends QvmError {}
 
 export function describeProbe(ready: ReadySpec): string {
   return ready.kind === 'tcp'

@@ -52,6 +52,8 @@ export interface PassRequest {
   afterApply?: (context: Context, plan: Plan, results: VmResult[]) => Promise<void> | void;
   /** The effects to apply with; real QEMU unless a test says otherwise. */
   effects?: (namespace: Namespace) => Effects;
+  /** How the VMs are observed; the real world unless a test says otherwise. */
+  observer?: typeof observe;
 }
 
 export interface PassResult extends Context {
@@ -76,7 +78,9 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
         ...(request.signal ? { signal: request.signal } : {}),
       });
   try {
-    const observation = await observe(context.manifest, context.namespace, { timeoutMs: request.timeoutMs });
+    const observation = await (request.observer ?? observe)(context.manifest, context.namespace, {
+      timeoutMs: request.timeoutMs,
+    });
     const plan = makePlan(context.manifest, observation, { ...options, namespace: context.namespace });
     request.onPlan?.(plan, context);
     const applied = request.dryRun ? { ...plan, changes: [] } : (request.select ?? ((p: Plan) => p))(plan);

@@ -40,7 +40,7 @@ function tryListen(name: string, info: LockHolder): Promise<net.Server | undefin
 }
 
 /** Asks the current holder what it is doing; undefined if it does not say within a moment. */
-export function lockHolder(namespace: Namespace): Promise<LockHolder | undefined> {
+function lockHolder(namespace: Namespace): Promise<LockHolder | undefined> {
   return new Promise((resolve) => {
     const socket = net.connect(lockName(namespace));
     let data = '';
@@ -64,6 +64,7 @@ export function lockHolder(namespace: Namespace): Promise<LockHolder | undefined
   });
 }
 
+/** The lock holder in words: `qvm apply (pid 1234, since ...)`. */
 export function describeHolder(holder: LockHolder | undefined): string {
   return holder ? `qvm ${holder.command} (pid ${holder.pid}, since ${holder.since})` : 'another qvm';
 }

@@ -25,7 +25,7 @@ import { RuntimeDirError } from '../errors.js';
 import { VM_NAME } from '../model/names.js';
 
 /** Linux's sun_path is 108 bytes including the terminating NUL. */
-export const MAX_SOCKET_PATH_BYTES = 107;
+const MAX_SOCKET_PATH_BYTES = 107;
 
 export interface VmPaths {
   dir: string;

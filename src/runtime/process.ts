@@ -26,6 +26,7 @@ function bootTime(): number {
   return bootTimeMs;
 }
 
+/** What /proc says of a pid (argv, state, start time); undefined when there is no such process. */
 export function readProcess(pid: number): ProcessInfo | undefined {
   if (!Number.isInteger(pid) || pid <= 1) return undefined;
   try {
@@ -42,12 +43,13 @@ export function readProcess(pid: number): ProcessInfo | undefined {
   }
 }
 
+/** Whether the pid runs (a zombie does not). */
 export function isAlive(pid: number): boolean {
   const info = readProcess(pid);
   return info !== undefined && info.state !== 'Z' && info.state !== 'X';
 }
 
-export function readPidfile(pidfile: string): number | undefined {
+function readPidfile(pidfile: string): number | undefined {
   try {
     const pid = Number.parseInt(readFileSync(pidfile, 'utf8').trim(), 10);
     return Number.isInteger(pid) && pid > 1 ? pid : undefined;
@@ -63,6 +65,7 @@ export type PidfileCheck =
   /** Left by a QEMU that died without cleaning up (SIGKILL, crash), or the pid now runs something else. */
   | { kind: 'stale'; pid: number; reason: string };
 
+/** Whether a pidfile names a live QEMU started with that very pidfile, a stale pid, or nothing. */
 export function checkPidfile(pidfile: string): PidfileCheck {
   const pid = readPidfile(pidfile);
   if (pid === undefined) return { kind: 'none' };

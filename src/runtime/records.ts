@@ -171,7 +171,7 @@ function fromVersion1(v: Record<string, unknown>): LaunchRecord | undefined {
 }
 
 /** Checks a parsed launch.json; records of version 1 are converted. */
-export function parseLaunchRecord(v: unknown, file = 'launch.json'): LaunchRecord | UnreadableRecord {
+function parseLaunchRecord(v: unknown, file = 'launch.json'): LaunchRecord | UnreadableRecord {
   if (isObject(v) && v.version === 1) {
     return fromVersion1(v) ?? { unreadable: `${file} (version 1) does not have the expected fields` };
   }
@@ -200,6 +200,7 @@ export function readLaunchRecord(file: string): LaunchRecord | UnreadableRecord 
   return parseLaunchRecord(read.value, file);
 }
 
+/** Writes launch.json atomically. */
 export function writeLaunchRecord(file: string, record: LaunchRecord): void {
   writeJson(file, record);
 }
@@ -221,11 +222,13 @@ export function readCreatedDisks(file: string): CreatedDisk[] {
   return read.value.filter(isCreatedDisk);
 }
 
+/** Adds a disk qvm just created to the VM's disks.json. */
 export function recordCreatedDisk(file: string, disk: CreatedDisk): void {
   const disks = readCreatedDisks(file).filter((d) => d.path !== disk.path);
   writeJson(file, [...disks, disk]);
 }
 
+/** Removes a disk from the VM's disks.json (deleted, or no longer the file qvm created). */
 export function forgetCreatedDisk(file: string, diskPath: string): void {
   writeJson(
     file,

@@ -4,10 +4,11 @@
  * clock is an argument.
  */
 
-export const BACKOFF_WINDOW_MS = 60_000;
+const BACKOFF_WINDOW_MS = 60_000;
 const FIRST_DELAY_MS = 1000;
 const MAX_DELAY_MS = 300_000;
 
+/** The restart history of VMs that died, and how long each must wait before the next restart. */
 export class Backoff {
   private readonly starts = new Map<string, number[]>();
 

@@ -14,8 +14,9 @@ export interface CoalescerOptions {
   maxDelayMs: number;
 }
 
-export const DEFAULT_COALESCING: CoalescerOptions = { quietMs: 100, maxDelayMs: 400 };
+const DEFAULT_COALESCING: CoalescerOptions = { quietMs: 100, maxDelayMs: 400 };
 
+/** Schedules passes for triggers: coalesced bursts, never two passes at once. */
 export class TriggerCoalescer {
   private readonly pendingTriggers = new Set<string>();
   private quietTimer: NodeJS.Timeout | undefined;

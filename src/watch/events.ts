@@ -16,6 +16,7 @@ export interface StreamHandlers {
   onExit(vm: string, detail: string, expected: boolean): void;
 }
 
+/** Watch's QMP event connections, one per running VM qvm started. */
 export class EventStreams {
   private readonly streams = new Map<string, QmpClient>();
   /** VMs this watch is stopping or restarting itself: their exit is not news. */

@@ -15,6 +15,7 @@ export interface Selection {
   backedOff: { vm: string; restarts: number; delayMs: number }[];
 }
 
+/** Splits a plan into what watch applies now, what --live-only holds back, and what back-off delays. */
 export function selectChanges(full: Plan, liveOnly: boolean, backoff: Backoff, nowMs: number): Selection {
   const kept: VmChange[] = [];
   const pending: Selection['pending'] = [];

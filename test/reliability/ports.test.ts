@@ -51,7 +51,9 @@ describe('a port taken by another program', () => {
     expect(plan.stdout).toContain(`host port tcp 127.0.0.1:${port} is in use by pid ${holder.pid} (node`);
     const line = lineOf(file, `host: ${port}`);
     expect(plan.stdout).toMatch(
-      new RegExp(`! web +error: ${escapeRegExp(file)}:${line}:\\d+: vms\\.web\\.forwards\\[0\\]: host port tcp`),
+      new RegExp(
+        `! web +error: ${escapeRegExp(file)}:${line}:\\d+: vms\\.web\\.forwards\\[0\\]: host port tcp`,
+      ),
     );
 
     const apply = await box.run(['apply', '-f', file]);

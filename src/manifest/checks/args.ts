@@ -23,6 +23,7 @@ const MANAGED_OPTIONS = new Set([
   '-S',
 ]);
 
+/** `args` may not set an option qvm manages. */
 export const checkManagedOptions: VmCheck = (doc) => {
   const out: Diagnostic[] = [];
   (Array.isArray(doc.raw.args) ? doc.raw.args : []).forEach((arg, index) => {

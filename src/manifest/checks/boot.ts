@@ -1,6 +1,7 @@
 /** Direct kernel boot: `initrd` and `append` mean nothing without `kernel`. */
 import type { VmCheck } from '../document.js';
 
+/** `initrd` and `append` need `kernel`. */
 export const checkKernelBoot: VmCheck = (doc) =>
   doc.raw.kernel !== undefined
     ? []

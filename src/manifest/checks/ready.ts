@@ -2,6 +2,7 @@
 import { forwardsOf, readyForward } from '../defaults.js';
 import type { VmCheck } from '../document.js';
 
+/** `ready:` names exactly one probe, through a tcp forward of this VM. */
 export const checkReady: VmCheck = (doc) => {
   const r = doc.raw.ready;
   if (r === undefined || !doc.accepted('ready')) return [];

@@ -5,6 +5,7 @@
 import type { Diagnostic } from '../../errors.js';
 import type { VmCheck } from '../document.js';
 
+/** `snapshot:` and `state: saved` need a disk, and a VM qvm starts itself. */
 export const checkSnapshotNeeds: VmCheck = (doc) => {
   const { raw } = doc;
   const out: Diagnostic[] = [];

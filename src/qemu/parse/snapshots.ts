@@ -29,6 +29,7 @@ export interface SnapshotList {
 const ROW =
   /^(\S+)\s+(\S+)\s+([\d.]+\s+\S+)\s+(\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d)\s+(\d+:\d\d:\d\d\.\d+)(?:\s+\S+)?\s*$/;
 
+/** The snapshots in `info snapshots` output, loadable and partial apart, in either header format. */
 export function parseSnapshots(text: string): SnapshotList {
   const result: SnapshotList = { loadable: [], partial: [] };
   let current: SnapshotInfo[] | undefined;

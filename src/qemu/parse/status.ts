@@ -10,6 +10,7 @@ export interface VmStatus {
   status: string;
 }
 
+/** The run state in `info status` output; undefined when the text is not that output. */
 export function parseStatus(text: string): VmStatus | undefined {
   const m = /VM status:\s*(running|paused)(?:\s*\(([^)]+)\))?/.exec(text);
   if (!m) return undefined;

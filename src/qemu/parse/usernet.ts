@@ -18,6 +18,8 @@ export interface UsernetRow extends ObservedForward {
 const HUB = /^\s*Hub\s+-?\d+\s+\(([^)]+)\):\s*$/;
 const ROW = /^\s*(TCP|UDP)\[([^\]]+)\]\s+-?\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)\b/;
 
+/** Every row of the `info usernet` tables: forwards and live connections, each with its netdev. */
+/** The forwards (`HOST_FORWARD` rows) of `info usernet` output. */
 export function parseUsernetRows(text: string): UsernetRow[] {
   const rows: UsernetRow[] = [];
   let netdev = '';
