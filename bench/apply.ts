@@ -12,7 +12,7 @@ import { machine, median, ms, percentile, timed } from './lib.js';
 const RUNS = 7;
 const bin = new URL('../bin/qvm.js', import.meta.url).pathname;
 const runtime = mkdtempSync(path.join(tmpdir(), 'qvmb-'));
-const env = { ...process.env, QVM_RUNTIME_DIR: runtime, NO_COLOR: '1' };
+const env = { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
 
 async function qvm(args: string[]) {
   const result = await execa('node', [bin, ...args], { env, reject: false });

@@ -26,7 +26,7 @@ const TARGET_RATIO = 3;
 const bin = new URL('../bin/qvm.js', import.meta.url).pathname;
 const runtime = privateDir('qvmbh-');
 const dir = mkdtempSync(path.join(tmpdir(), 'qvm-bench-warm-'));
-const env = { ...process.env, QVM_RUNTIME_DIR: runtime, NO_COLOR: '1' };
+const env = { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
 
 async function qvm(args: string[]) {
   const result = await execa('node', [bin, ...args], { env, cwd: dir, reject: false });

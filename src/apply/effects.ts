@@ -2,22 +2,35 @@
  * The side effects apply needs, behind one narrow interface: the executor is tested with a recording fake,
  * and the real implementation (here) is tested against real QEMU.
  */
+import { RuntimeDirError } from '../errors.js';
 import type { ReadySpec } from '../manifest/types.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
-import type { Launch } from '../plan/types.js';
+import type { BootFrom, Launch } from '../plan/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity, growDisk } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { waitReady } from '../ready/probe.js';
 import { type Namespace, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
-import { readLaunchRecord, recordCreatedDisk, writeLaunchRecord } from '../runtime/records.js';
+import {
+  type RecordedLaunch,
+  readKnownDisks,
+  readLaunchRecord,
+  readSavedState,
+  recordKnownDisk,
+  removeRecord,
+  writeLaunchRecord,
+  writeSavedState,
+} from '../runtime/records.js';
 import { launchQemu, prepareRuntimeDirs, type StopOutcome, type StopTarget, stopVm } from './supervisor.js';
 
 export interface Effects {
-  createDisk(vm: string, disk: DiskCreation): Promise<void>;
-  /** Starts the VM's QEMU as `launch` says and records how it was started; returns its pid. */
-  launch(vm: string, launch: Launch, bootedFrom: string | undefined): Promise<number>;
+  createDisk(vm: string, disk: DiskCreation, format: string): Promise<void>;
+  /**
+   * Starts the VM's QEMU as `launch` says and records how it was started; returns its pid. Resuming a saved
+   * state consumes the VM's hibernation record (it is given back if QEMU does not start).
+   */
+  launch(vm: string, launch: Launch, bootFrom: BootFrom | undefined): Promise<number>;
   stop(target: StopTarget): Promise<StopOutcome>;
   /** One HMP command through a monitor socket (qvm's QMP socket or an adopted VM's own). */
   hmp(socket: string, command: string, timeoutMs?: number): Promise<string>;
@@ -33,7 +46,11 @@ export interface Effects {
   /** Deletes a snapshot from the disk of a stopped VM (qemu-img). */
   deleteSnapshotOffline(disk: string, tag: string): Promise<void>;
   /** Grows the disk of a stopped VM (qemu-img resize). */
-  growDisk(disk: string, sizeBytes: number): Promise<void>;
+  growDisk(disk: string, format: string, sizeBytes: number): Promise<void>;
+  /** Records, durably, that the VM was hibernated into `tag` on `disk`: the only licence to resume it. */
+  recordSavedState(vm: string, saved: { tag: string; disk: string; launch?: RecordedLaunch }): void;
+  /** Removes the VM's hibernation record. */
+  forgetSavedState(vm: string): void;
 }
 
 /** One HMP command on a fresh connection (QEMU serves one client per socket: hold it only this long). */
@@ -46,27 +63,33 @@ export async function sendHmp(socket: string, command: string, timeoutMs = 10_00
   }
 }
 
+/**
+ * Records a disk the first time qvm creates or opens it, with its inode and format: from then on it is opened
+ * as that format, and only a disk qvm created is ever deleted by `destroy --delete-disks`.
+ */
+function rememberDisk(paths: VmPaths, file: string, format: string, created: boolean): void {
+  const identity = fileIdentity(file);
+  if (!identity) return;
+  const known = readKnownDisks(paths.disks).find((d) => d.path === file);
+  if (known && known.dev === identity.dev && known.ino === identity.ino) return;
+  recordKnownDisk(paths.disks, { path: file, ...identity, format, created, at: new Date().toISOString() });
+}
+
 /** The effects against real QEMU processes, files and sockets of a namespace. */
 export function realEffects(namespace: Namespace, options: { signal?: AbortSignal } = {}): Effects {
   const paths = (vm: string): VmPaths => vmPaths(namespace, vm);
   return {
-    async createDisk(vm, disk) {
+    async createDisk(vm, disk, format) {
       const p = paths(vm);
       prepareRuntimeDirs(namespace, p);
       await createDisk(disk);
-      const identity = fileIdentity(disk.path);
-      if (identity)
-        recordCreatedDisk(p.createdDisks, {
-          path: disk.path,
-          ...identity,
-          createdAt: new Date().toISOString(),
-        });
+      rememberDisk(p, disk.path, format, true);
     },
-    async launch(vm, launch, bootedFrom) {
+    async launch(vm, launch, bootFrom) {
       const p = paths(vm);
       prepareRuntimeDirs(namespace, p);
-      const pid = await launchQemu(launch.args, p);
       const { name: _name, loadvm: _loadvm, ...recorded } = launch.spec;
+      // Every record is written before QEMU starts: a full disk fails the start, never a started VM's record.
       writeLaunchRecord(p.launch, {
         version: 2,
         vm,
@@ -75,10 +98,21 @@ export function realEffects(namespace: Namespace, options: { signal?: AbortSigna
         launch: recorded,
         stopTimeoutMs: launch.stopTimeoutMs,
         startedAt: new Date().toISOString(),
-        ...(bootedFrom ? { bootedFrom } : {}),
+        ...(bootFrom ? { bootedFrom: bootFrom.tag } : {}),
         liveForwards: [],
       });
-      return pid;
+      if (launch.spec.disk) rememberDisk(p, launch.spec.disk.path, launch.spec.disk.format, false);
+      // The record is the licence to resume: consumed before the start, so a VM that later crashes is never
+      // resumed from this state again; given back when QEMU does not start (the disk was not touched).
+      const saved = bootFrom?.kind === 'saved-state' ? readSavedState(p.savedState) : undefined;
+      if (saved) removeRecord(p.savedState);
+      try {
+        return await launchQemu(launch.args, p);
+      } catch (error) {
+        removeRecord(p.launch);
+        if (saved && !('unreadable' in saved)) writeSavedState(p.savedState, saved);
+        throw error;
+      }
     },
     stop(target) {
       return stopVm(target, target.adopted ? undefined : paths(target.vm));
@@ -96,8 +130,25 @@ export function realEffects(namespace: Namespace, options: { signal?: AbortSigna
     deleteSnapshotOffline(disk, tag) {
       return deleteSnapshot(disk, tag);
     },
-    growDisk(disk, sizeBytes) {
-      return growDisk(disk, sizeBytes);
+    growDisk(disk, format, sizeBytes) {
+      return growDisk(disk, format, sizeBytes);
+    },
+    recordSavedState(vm, saved) {
+      const p = paths(vm);
+      const identity = fileIdentity(saved.disk);
+      if (!identity)
+        throw new RuntimeDirError(`cannot record the saved state of ${vm}: ${saved.disk} is gone`);
+      writeSavedState(p.savedState, {
+        version: 1,
+        vm,
+        tag: saved.tag,
+        savedAt: new Date().toISOString(),
+        disk: { path: saved.disk, ...identity },
+        ...(saved.launch ? { launch: saved.launch } : {}),
+      });
+    },
+    forgetSavedState(vm) {
+      removeRecord(paths(vm).savedState);
     },
     rememberLiveForwards(vm, added, removed) {
       const p = paths(vm);

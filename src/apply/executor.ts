@@ -128,6 +128,7 @@ const STOP_SUMMARY = {
 } as const;
 
 async function stop(change: StopChange, effects: Effects, step: Step): Promise<string> {
+  await dropStray(change, effects, step);
   step(change.alreadyPoweredOff ? 'quitting' : 'stopping');
   const outcome = await effects.stop({
     vm: change.vm,
@@ -150,16 +151,21 @@ async function prepareDisk(
 ) {
   if (change.createDisk) {
     step(`creating ${display(baseDir, change.createDisk.path)}`);
-    await effects.createDisk(change.vm, change.createDisk);
+    await effects.createDisk(change.vm, change.createDisk, change.launch.spec.disk?.format ?? 'qcow2');
   }
   if (change.resizeDisk) {
     step(`growing ${display(baseDir, change.resizeDisk.path)} to ${formatSize(change.resizeDisk.toBytes)}`);
-    await effects.growDisk(change.resizeDisk.path, change.resizeDisk.toBytes);
+    await effects.growDisk(
+      change.resizeDisk.path,
+      change.launch.spec.disk?.format ?? 'qcow2',
+      change.resizeDisk.toBytes,
+    );
   }
-  if (change.dropSnapshot) {
-    step(`deleting snapshot ${change.dropSnapshot.tag}`);
-    await effects.deleteSnapshotOffline(change.dropSnapshot.disk, change.dropSnapshot.tag);
+  for (const drop of change.dropSnapshots ?? []) {
+    step(drop.tag === SAVED_STATE_TAG ? 'dropping the saved state' : `deleting snapshot ${drop.tag}`);
+    await effects.deleteSnapshotOffline(drop.disk, drop.tag);
   }
+  if (change.forgetSavedState) await effects.forgetSavedState(change.vm);
 }
 
 async function start(
@@ -186,7 +192,7 @@ async function start(
       ? `starting QEMU from ${from.kind === 'saved-state' ? 'the saved state' : `snapshot ${from.tag}`}`
       : 'starting QEMU',
   );
-  const pid = await effects.launch(change.vm, change.launch, from?.tag);
+  const pid = await effects.launch(change.vm, change.launch, from);
   const notes = [`started (pid ${pid})`];
   if (from?.kind === 'saved-state') {
     // The hibernation image has served: drop it so a later cold start does not resume stale state.
@@ -267,6 +273,7 @@ async function eachCommand<T>(
 }
 
 async function update(change: UpdateChange, effects: Effects, step: Step): Promise<string> {
+  await dropStray(change, effects, step);
   const failures: string[] = [];
   const netdev = change.netdev ? `${change.netdev} ` : '';
   // Removals first: a forward whose guest side changed is removed and added back on the same host port.
@@ -312,8 +319,18 @@ async function update(change: UpdateChange, effects: Effects, step: Step): Promi
     ...(added.length ? [`${added.length} forward${added.length === 1 ? '' : 's'} added`] : []),
     ...(removed.length ? [`${removed.length} removed`] : []),
     ...(change.resume ? ['resumed'] : []),
+    ...(change.dropStraySnapshot ? [`left-over ${change.dropStraySnapshot} deleted`] : []),
   ];
   return `updated live: ${parts.join(', ')}`;
+}
+
+/** A running VM's left-over hibernation tag is deleted (never loaded), and a stale record forgotten. */
+async function dropStray(change: StopChange | UpdateChange, effects: Effects, step: Step): Promise<void> {
+  if (change.dropStraySnapshot) {
+    step(`deleting the left-over saved state ${change.dropStraySnapshot}`);
+    await effects.hmp(change.socket, `delvm ${change.dropStraySnapshot}`, 60_000);
+  }
+  if (change.forgetSavedState) effects.forgetSavedState(change.vm);
 }
 
 async function save(change: SaveChange, effects: Effects, step: Step): Promise<string> {
@@ -333,6 +350,13 @@ async function save(change: SaveChange, effects: Effects, step: Step): Promise<s
     adopted: false,
     stopTimeoutMs: 0,
     alreadyPoweredOff: true,
+  });
+  // Recorded after the process ended and before anything else: only this record lets a start resume the state.
+  step('recording the saved state');
+  effects.recordSavedState(change.vm, {
+    tag: change.tag,
+    disk: change.disk,
+    ...(change.launch ? { launch: change.launch } : {}),
   });
   return `saved (snapshot ${change.tag}) and stopped`;
 }

@@ -11,9 +11,15 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import path from 'node:path';
 import { execa } from 'execa';
-import { MonitorClosedError, MonitorCommandError, MonitorError, QemuProcessError } from '../errors.js';
+import {
+  MissingToolError,
+  MonitorClosedError,
+  MonitorCommandError,
+  MonitorError,
+  QemuProcessError,
+  RuntimeDirError,
+} from '../errors.js';
 import { formatDuration } from '../model/units.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { type AnyMonitor, connectMonitor } from '../qemu/monitor.js';
@@ -21,6 +27,7 @@ import { parseStatus } from '../qemu/parse/status.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { ensurePrivateDir, type Namespace, runtimeRoot, type VmPaths } from '../runtime/paths.js';
 import { checkPidfile, isAlive, readProcess } from '../runtime/process.js';
+import { errnoText } from '../runtime/records.js';
 
 /** How long `-daemonize` may take to hand over (it returns once the monitors' sockets exist, ~0.2 s). */
 const LAUNCH_TIMEOUT_MS = 60_000;
@@ -53,9 +60,13 @@ export function prepareRuntimeDirs(namespace: Namespace, paths: VmPaths): void {
   ensurePrivateDir(namespace.dir);
   ensurePrivateDir(paths.dir);
   // Which manifest this namespace belongs to, so a port held by one of its VMs can be named (observe/ports.ts).
-  const record = path.join(namespace.dir, 'namespace.json');
-  if (!existsSync(record))
-    writeFileSync(record, `${JSON.stringify({ source: namespace.source })}\n`, { mode: 0o600 });
+  if (!existsSync(namespace.record)) {
+    try {
+      writeFileSync(namespace.record, `${JSON.stringify({ source: namespace.source })}\n`, { mode: 0o600 });
+    } catch (error) {
+      throw new RuntimeDirError(`cannot write ${namespace.record}: ${errnoText(error)}`, { cause: error });
+    }
+  }
 }
 
 function logLine(paths: VmPaths, text: string): void {
@@ -86,6 +97,11 @@ export async function launchQemu(args: string[], paths: VmPaths): Promise<number
     stdin: 'ignore',
     cwd: paths.dir,
   });
+  if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+    throw new MissingToolError(
+      `${QEMU_SYSTEM} is not installed; install it with: sudo apt-get install -y --no-install-recommends qemu-system-x86`,
+    );
+  }
   const stderr = String(result.stderr ?? '').trim();
   const said = stderr || readText(paths.qemuLog).trim();
   if (stderr) logLine(paths, stderr);
@@ -117,7 +133,11 @@ export async function launchQemu(args: string[], paths: VmPaths): Promise<number
     );
   }
   for (const file of [paths.qmp, paths.events, paths.hmp, paths.serial, paths.serialLog, paths.qemuLog]) {
-    if (existsSync(file)) chmodSync(file, 0o600);
+    try {
+      chmodSync(file, 0o600);
+    } catch {
+      // not there (no serial output yet); the folder is 0700 either way
+    }
   }
   logLine(paths, `started pid ${check.process.pid}: ${QEMU_SYSTEM} ${args.join(' ')}`);
   return check.process.pid;
@@ -135,7 +155,11 @@ function readText(file: string): string {
 function keepPreviousLog(paths: VmPaths): void {
   const text = readText(paths.qemuLog);
   if (text.trim() === '') return;
-  writeFileSync(paths.previousQemuLog, text, { mode: 0o600 });
+  try {
+    writeFileSync(paths.previousQemuLog, text, { mode: 0o600 });
+  } catch {
+    // The previous log is a convenience; a full disk shows up where it matters (the launch record).
+  }
 }
 
 /**

@@ -7,7 +7,7 @@
  * after it, still under the namespace's lock. Each VM's result stands on its own: one VM that fails to stop
  * keeps only its own files.
  */
-import { rmSync, statSync, unlinkSync } from 'node:fs';
+import { readdirSync, rmSync, type Stats, statSync, unlinkSync } from 'node:fs';
 import type { VmResult } from '../apply/executor.js';
 import { UsageError } from '../errors.js';
 import { listNamespaceVms } from '../observe/observe.js';
@@ -15,7 +15,8 @@ import { display } from '../plan/describe.js';
 import type { Plan } from '../plan/types.js';
 import { type Context, runPass } from '../reconcile/pass.js';
 import { vmPaths } from '../runtime/paths.js';
-import { forgetCreatedDisk, readCreatedDisks } from '../runtime/records.js';
+import { readProcess } from '../runtime/process.js';
+import { forgetKnownDisk, readKnownDisks, readSavedState, removeRecord } from '../runtime/records.js';
 import { sayWaiting } from './context.js';
 import { type Output, writeLine } from './output.js';
 import { progressView } from './progress.js';
@@ -40,6 +41,8 @@ export async function destroyCommand(
     },
     onPlan: (p) => {
       for (const note of p.notes) writeLine(output.out, c.dim(`${note.vm}: ${note.message}`));
+      for (const problem of p.problems)
+        writeLine(output.err, `${c.red('error:')} ${problem.vm}: ${problem.message}`);
       if (p.changes.length > 0) view = progressView(output);
     },
     onProgress: (event) => view?.onProgress(event),
@@ -72,7 +75,10 @@ function cleanUp(
   output: Output,
 ): void {
   const { manifest, namespace } = context;
-  const failed = new Set(results.filter((r) => !r.ok).map((r) => r.vm));
+  const failed = new Set([
+    ...results.filter((r) => !r.ok).map((r) => r.vm),
+    ...applied.problems.map((p) => p.vm),
+  ]);
   const skipped = new Set(applied.notes.map((n) => n.vm));
   for (const name of targets) {
     if (failed.has(name) || skipped.has(name)) continue;
@@ -81,8 +87,13 @@ function cleanUp(
       rmSync(file, { force: true });
     }
     const deleted = deleteDisks ? deleteCreatedDisks(context, name, output) : [];
-    // Nothing is left worth keeping: logs go with the VM.
-    if (deleteDisks) rmSync(paths.dir, { recursive: true, force: true });
+    if (deleteDisks) {
+      // Nothing is left worth keeping: logs go with the VM, and a saved state goes with its disk.
+      rmSync(paths.dir, { recursive: true, force: true });
+      const saved = readSavedState(paths.savedState);
+      if (saved && !('unreadable' in saved) && deleted.includes(saved.disk.path))
+        removeRecord(paths.savedState);
+    }
     const spec = manifest.vms.find((v) => v.name === name);
     const keptDisk =
       spec?.disk && !deleted.includes(spec.disk.path)
@@ -92,32 +103,79 @@ function cleanUp(
   }
 }
 
-/** Deletes the disks qvm created for a VM that are still the very files it created; returns their paths. */
+/**
+ * Deletes the disks qvm created for a VM, each only when it is still the very file qvm created, no other VM of
+ * the manifest declares it (a VM renamed, a disk handed over), and no process has it open. Every disk kept is
+ * said, with why. Returns the paths deleted.
+ */
 function deleteCreatedDisks(context: Context, name: string, output: Output): string[] {
   const { manifest, namespace } = context;
-  const record = vmPaths(namespace, name).createdDisks;
+  const record = vmPaths(namespace, name).disks;
   const deleted: string[] = [];
-  for (const disk of readCreatedDisks(record)) {
+  const keep = (shown: string, why: string) =>
+    writeLine(output.out, output.color.yellow(`${name}: kept ${shown}: ${why}`));
+  for (const disk of readKnownDisks(record).filter((d) => d.created)) {
     const shown = display(manifest.dir, disk.path);
-    let stat: ReturnType<typeof statSync> | undefined;
+    let stat: Stats;
     try {
       stat = statSync(disk.path);
     } catch {
-      forgetCreatedDisk(record, disk.path);
+      forgetKnownDisk(record, disk.path);
       continue;
     }
     if (stat.dev !== disk.dev || stat.ino !== disk.ino) {
-      writeLine(
-        output.out,
-        output.color.yellow(`${name}: kept ${shown}: it is not the file qvm created (it was replaced since)`),
-      );
-      forgetCreatedDisk(record, disk.path);
+      keep(shown, 'it is not the file qvm created (it was replaced since)');
+      forgetKnownDisk(record, disk.path);
+      continue;
+    }
+    const claimant = manifest.vms.find((v) => v.name !== name && v.disk && sameFile(v.disk.path, stat));
+    if (claimant) {
+      keep(shown, `VM ${claimant.name} of the manifest declares it as its disk`);
+      continue;
+    }
+    const holder = processHolding(stat);
+    if (holder) {
+      keep(shown, `it is open in ${holder}`);
       continue;
     }
     unlinkSync(disk.path);
     deleted.push(disk.path);
-    forgetCreatedDisk(record, disk.path);
+    forgetKnownDisk(record, disk.path);
     writeLine(output.out, `${name}: deleted ${shown} (created by qvm)`);
   }
   return deleted;
+}
+
+function sameFile(file: string, stat: Stats): boolean {
+  try {
+    const other = statSync(file);
+    return other.dev === stat.dev && other.ino === stat.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** A process that has this file open (a QEMU qvm does not know of, a backup, a loop device's owner). */
+function processHolding(stat: Stats): string | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const target = statSync(`/proc/${entry}/fd/${fd}`);
+        if (target.dev === stat.dev && target.ino === stat.ino) {
+          const argv = readProcess(Number(entry))?.argv ?? [];
+          return `pid ${entry} (${argv.join(' ').slice(0, 60) || 'unknown'})`;
+        }
+      } catch {
+        // closed meanwhile, or not ours to look at
+      }
+    }
+  }
+  return undefined;
 }

@@ -1,14 +1,20 @@
 /**
- * `qvm logs VM [-f]`: the serial console (serial.log) and QEMU's own messages (qemu.log), one after the
- * other with tail-style headers; -f keeps printing what is appended until interrupted.
+ * `qvm logs VM [-f]`: the serial console (serial.log, after its rotated part) and QEMU's own messages
+ * (qemu.log), one after the other with tail-style headers; -f keeps printing what is appended until
+ * interrupted. Files are streamed in chunks, whatever their size, and a log truncated by its cap is
+ * followed from its new start.
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { UsageError } from '../errors.js';
 import { listNamespaceVms } from '../observe/observe.js';
 import { stripTerminalCodes } from '../qemu/hmp.js';
+import { capSerialLog } from '../runtime/logs.js';
 import { vmPaths } from '../runtime/paths.js';
 import { loadContext } from './context.js';
 import type { Output } from './output.js';
+
+const CHUNK_BYTES = 64 * 1024;
 
 export async function logsCommand(
   name: string,
@@ -21,28 +27,26 @@ export async function logsCommand(
     throw new UsageError(`no VM named "${name}" in ${manifest.file}`);
   }
   const paths = vmPaths(namespace, name);
+  capSerialLog(paths);
   const both = flags.serial === flags.qemu;
   const files = [
-    ...(both || flags.serial ? [paths.serialLog] : []),
+    ...(both || flags.serial ? [paths.serialLogRotated, paths.serialLog] : []),
     ...(both || flags.qemu ? [paths.qemuLog] : []),
   ];
   const offsets = new Map<string, number>();
+  // One decoder per file: a character split between two reads is written whole.
+  const decoders = new Map(files.map((f) => [f, new StringDecoder('utf8')]));
   let last: string | undefined;
   const pump = () => {
     for (const file of files) {
       if (!existsSync(file)) continue;
       const size = statSync(file).size;
-      const from = offsets.get(file) ?? 0;
+      let from = offsets.get(file) ?? 0;
+      if (size < from) from = 0; // truncated (rotated, or QEMU restarted): follow from its new start
       if (size <= from) continue;
-      const fd = openSync(file, 'r');
-      const buffer = Buffer.alloc(size - from);
-      readSync(fd, buffer, 0, buffer.length, from);
-      closeSync(fd);
-      offsets.set(file, size);
       if (files.length > 1 && last !== file) output.out.write(`${last ? '\n' : ''}==> ${file} <==\n`);
       last = file;
-      // The guest writes CRLF and terminal queries to its console: show plain lines.
-      output.out.write(stripTerminalCodes(buffer.toString('utf8').replace(/\r\n/g, '\n')));
+      offsets.set(file, copyRange(file, from, size, decoders.get(file)!, output));
     }
   };
   pump();
@@ -51,7 +55,10 @@ export async function logsCommand(
   }
   if (!flags.follow) return 0;
   await new Promise<void>((resolve) => {
-    const timer = setInterval(pump, 200);
+    const timer = setInterval(() => {
+      capSerialLog(paths);
+      pump();
+    }, 200);
     const stop = () => {
       clearInterval(timer);
       resolve();
@@ -60,4 +67,23 @@ export async function logsCommand(
     signal?.addEventListener('abort', stop);
   });
   return 0;
+}
+
+/** Writes bytes [from, to) of a file in chunks, as plain lines; returns where it stopped. */
+function copyRange(file: string, from: number, to: number, decoder: StringDecoder, output: Output): number {
+  const fd = openSync(file, 'r');
+  const buffer = Buffer.alloc(CHUNK_BYTES);
+  let at = from;
+  try {
+    while (at < to) {
+      const n = readSync(fd, buffer, 0, Math.min(CHUNK_BYTES, to - at), at);
+      if (n <= 0) break;
+      at += n;
+      // The guest writes CRLF and terminal queries to its console: show plain lines.
+      output.out.write(stripTerminalCodes(decoder.write(buffer.subarray(0, n)).replace(/\r\n/g, '\n')));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return at;
 }

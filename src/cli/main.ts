@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
-import { parseDuration } from '../model/units.js';
+import { MAX_DURATION_MS } from '../manifest/checks/limits.js';
+import { formatDuration, parseDuration } from '../model/units.js';
 import { type Output, processOutput, writeLine } from './output.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -23,6 +24,9 @@ export function durationOption(value: string): number {
   const ms = parseDuration(value);
   if (ms === undefined)
     throw new InvalidArgumentError('must be a duration such as 500ms, 10s or 2m, or a number of seconds');
+  // Node's timers fire at once past 2^31-1 ms: a day is more than any flag needs.
+  if (ms > MAX_DURATION_MS)
+    throw new InvalidArgumentError(`must be at most ${formatDuration(MAX_DURATION_MS)}`);
   return ms;
 }
 
@@ -101,6 +105,7 @@ function reconcileCommands(program: Command, output: Output, setExitCode: (code:
     .description('show what apply would change to make the VMs match the manifest, without changing anything')
     .addOption(fileOption())
     .option('--prune', 'also plan to stop running VMs that the manifest no longer lists', false)
+    .option('--discard-saved-state', 'plan to drop hibernated states instead of resuming them', false)
     .option(
       '--detailed-exitcode',
       'exit 0 when there are no changes, 1 on error, 2 when there are changes',
@@ -120,6 +125,11 @@ function reconcileCommands(program: Command, output: Output, setExitCode: (code:
     )
     .addOption(fileOption())
     .option('--prune', 'also stop running VMs that the manifest no longer lists', false)
+    .option(
+      '--discard-saved-state',
+      'drop a hibernated state (state: saved) that cannot or may not be resumed, and boot cold',
+      false,
+    )
     .option('--dry-run', 'only show the plan', false)
     .option(
       '--refresh-snapshot',

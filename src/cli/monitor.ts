@@ -2,10 +2,13 @@
  * `qvm monitor`: one monitor command, with an exit status. The socket may be QMP or HMP. A command that starts
  * with `{` is sent as raw QMP JSON (QMP sockets only) and its `return` is printed as JSON.
  */
-import { MonitorCommandError, UsageError } from '../errors.js';
+import { MonitorClosedError, MonitorCommandError, UsageError } from '../errors.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { QmpClient } from '../qemu/qmp.js';
 import { type Output, writeLine } from './output.js';
+
+/** HMP's quit command, as people type it. */
+const QUIT = /^\s*q(uit)?\s*$/;
 
 export async function monitorCommand(
   socketPath: string,
@@ -44,7 +47,14 @@ export async function monitorCommand(
       writeLine(output.out, JSON.stringify(result, null, 2));
       return 0;
     }
-    const text = await monitor.hmp(commandLine);
+    let text: string;
+    try {
+      text = await monitor.hmp(commandLine);
+    } catch (error) {
+      // `quit` ends QEMU: the connection closing under it is the answer that it worked.
+      if (error instanceof MonitorClosedError && QUIT.test(commandLine)) return 0;
+      throw error;
+    }
     if (text.trim() !== '') output.out.write(text.endsWith('\n') ? text : `${text}\n`);
     return 0;
   } finally {

@@ -13,10 +13,15 @@ export interface PlanFlags {
   timeout: number;
   output?: 'human' | 'json';
   refreshSnapshot?: boolean;
+  discardSavedState?: boolean;
 }
 
 function planOptions(flags: PlanFlags) {
-  return { prune: flags.prune, refreshSnapshots: flags.refreshSnapshot === true };
+  return {
+    prune: flags.prune,
+    refreshSnapshots: flags.refreshSnapshot === true,
+    discardSavedState: flags.discardSavedState === true,
+  };
 }
 
 export async function planCommand(

@@ -84,7 +84,7 @@ async function listSnapshots(target: Target, output: Output): Promise<number> {
         s.date,
         s.vmClock,
       ])
-    : (await imageInfo(diskOf(target))).snapshots.map((name) => [name, '', '', '']);
+    : (await imageInfo(diskOf(target), target.spec.disk!.format)).snapshots.map((name) => [name, '', '', '']);
   if (rows.length === 0) {
     writeLine(output.out, `${spec.name} has no snapshots.`);
     return 0;
@@ -133,7 +133,7 @@ async function removeSnapshot(target: Target, tag: string, force: boolean, outpu
     await target.hmp(`delvm ${tag}`, 60_000);
   } else {
     const disk = diskOf(target);
-    const tags = (await imageInfo(disk)).snapshots;
+    const tags = (await imageInfo(disk, spec.disk!.format)).snapshots;
     if (!tags.includes(tag))
       throw new VmStateError(
         `${display(context.manifest.dir, disk)} has no snapshot ${tag} (it has: ${tags.join(', ') || 'none'})`,

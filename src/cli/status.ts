@@ -34,7 +34,9 @@ function stateWord(vm: ObservedVm): string {
     case 'unknown':
       return 'unresponsive';
     case 'stopped':
-      if (vm.disk?.snapshots?.includes(SAVED_STATE_TAG)) return 'saved';
+      if (vm.elsewhere) return `running elsewhere (${vm.elsewhere.root})`;
+      if (vm.disk?.snapshots?.includes(SAVED_STATE_TAG))
+        return vm.savedState && 'record' in vm.savedState ? 'saved' : 'stopped (unrecorded saved state)';
       return vm.stale ? 'stopped (crashed)' : 'stopped';
     case 'running':
       switch (vm.runstate) {
@@ -44,6 +46,8 @@ function stateWord(vm: ObservedVm): string {
           return 'stopped (guest powered off)';
         case 'paused':
           return 'paused';
+        case 'io-error':
+          return 'paused (I/O error)';
         default:
           return `stuck (${vm.runstate})`;
       }
@@ -59,7 +63,7 @@ export function statusRows(
   const row = (vm: ObservedVm, inManifest: boolean): StatusRow => {
     const forwards = vm.state === 'running' ? vm.forwards : [];
     const describe = (f: (typeof forwards)[number]) =>
-      `${f.proto === 'udp' ? 'udp ' : ''}${f.hostAddress}:${f.hostPort}->${f.guestPort}`;
+      `${f.proto} ${f.hostAddress}:${f.hostPort}->${f.guestPort}`;
     const snapshots = vm.state === 'running' ? vm.snapshots : (vm.disk?.snapshots ?? []);
     return {
       name: vm.name,

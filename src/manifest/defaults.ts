@@ -53,11 +53,14 @@ export function readyForward(forwards: ForwardSpec[], port: number): ForwardSpec
 function diskOf(doc: VmDocument): DiskSpec | undefined {
   const disk = doc.raw.disk;
   if (disk === undefined) return undefined;
-  if (typeof disk === 'string') return { path: doc.resolve(disk) };
+  if (typeof disk === 'string') return { path: doc.resolve(disk), format: 'qcow2' };
   return {
     path: doc.resolve(disk.path),
+    format: disk.format ?? 'qcow2',
     ...(disk.size ? { sizeBytes: parseSize(disk.size)! } : {}),
-    ...(disk.backing ? { backing: doc.resolve(disk.backing) } : {}),
+    ...(disk.backing
+      ? { backing: doc.resolve(disk.backing), backingFormat: disk.backingFormat ?? 'qcow2' }
+      : {}),
   };
 }
 

@@ -22,6 +22,8 @@ export interface VmDocument {
   accepted(...rest: (string | number)[]): boolean;
   /** A located diagnostic about a field of this VM. */
   problem(field: (string | number)[], message: string): Diagnostic;
+  /** Where a field of this VM is, as `file:line` for a message about another field. */
+  where(field: (string | number)[]): string;
   /** A path from the manifest, made absolute. */
   resolve(p: string): string;
 }
@@ -29,8 +31,8 @@ export interface VmDocument {
 /** Checks one VM: every problem found, each located. */
 export type VmCheck = (doc: VmDocument) => Diagnostic[];
 
-/** Checks something between VMs (a port or a disk claimed twice). */
-export type ManifestCheck = (docs: VmDocument[], loaded: LoadedYaml) => Diagnostic[];
+/** Checks something between VMs, of one file or of every file of a folder (a port or a disk claimed twice). */
+export type ManifestCheck = (docs: VmDocument[]) => Diagnostic[];
 
 /** The VMs of a document, given the schema's findings (so checkers can skip what the schema refused). */
 export function vmDocuments(loaded: LoadedYaml, dir: string, schemaFindings: Diagnostic[]): VmDocument[] {
@@ -53,6 +55,10 @@ export function vmDocuments(loaded: LoadedYaml, dir: string, schemaFindings: Dia
       at,
       accepted: (...rest) => accepted(at(...rest)),
       problem: (field, message) => located(loaded, at(...field), message),
+      where: (field) => {
+        const position = loaded.locate(at(...field));
+        return position ? `${loaded.file}:${position.line}` : loaded.file;
+      },
       resolve: (p) => path.resolve(dir, p),
     });
   }

@@ -103,7 +103,7 @@ export function parseYaml(text: string, file: string): LoadedYaml {
       keyNode = null;
       if (isMap(node)) {
         for (const item of node.items) {
-          if (isPair(item) && isScalar(item.key) && String(item.key.value) === String(part)) {
+          if (isPair(item) && isScalar(item.key) && keyText(item.key.value) === String(part)) {
             next = (item.value as Node | null) ?? (item.key as Node);
             keyNode = item.key as Node;
             break;
@@ -120,6 +120,11 @@ export function parseYaml(text: string, file: string): LoadedYaml {
   };
 
   return { file, text, value, diagnostics, locate };
+}
+
+/** A mapping key as the parsed value has it: the yaml library turns a null key (`null:`, `~:`) into "". */
+function keyText(value: unknown): string {
+  return value === null || value === undefined ? '' : String(value);
 }
 
 /** The yaml library's messages carry a trailing " at line X, column Y" that our prefix already says. */

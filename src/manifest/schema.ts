@@ -111,11 +111,8 @@ function describeError(error: ErrorObject, root: unknown): Described | undefined
   if (error.propertyName !== undefined) {
     // A mapping key that fails propertyNames: a bad VM name.
     const message = schemaMessage ?? 'is not a valid name';
-    return {
-      path: [...path, error.propertyName],
-      message: `${message}, got ${showValue(error.propertyName)}`,
-      atKey: true,
-    };
+    const got = error.propertyName === '' ? 'an empty or null key' : showValue(error.propertyName);
+    return { path: [...path, error.propertyName], message: `${message}, got ${got}`, atKey: true };
   }
   const got = `, got ${showValue(error.data)}`;
   if (schemaMessage) return { path, message: schemaMessage + got };

@@ -24,7 +24,9 @@ export interface RawForwardObject {
 export interface RawVm {
   memory?: string | number;
   cpus?: number;
-  disk?: string | { path: string; size?: string; backing?: string };
+  disk?:
+    | string
+    | { path: string; size?: string; format?: DiskFormat; backing?: string; backingFormat?: DiskFormat };
   cdrom?: string;
   kernel?: string;
   initrd?: string;
@@ -51,11 +53,17 @@ export type ReadySpec = (
   | { kind: 'http'; host: string; port: number; path: string; status: number }
 ) & { timeoutMs: number };
 
+/** The image formats qvm opens disks as: declared, never probed. */
+export type DiskFormat = 'qcow2' | 'raw';
+
 export interface DiskSpec {
   path: string;
+  /** How the disk is opened (and created): the manifest's `format`, qcow2 unless it says raw. */
+  format: DiskFormat;
   /** Virtual size in bytes for creating the disk; undefined means "take the backing image's size". */
   sizeBytes?: number;
   backing?: string;
+  backingFormat?: DiskFormat;
 }
 
 /** A forward and where the manifest declared it, so plan errors about it can be located. */

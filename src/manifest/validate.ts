@@ -1,17 +1,22 @@
 /**
- * From a loaded YAML document to a Manifest: the schema first, then one checker per concern for what a schema
+ * From loaded YAML documents to a Manifest: the schema first, then one checker per concern for what a schema
  * cannot express, then the defaults step. Every problem of every checker is collected and located; nothing
- * stops at the first one.
+ * stops at the first one. Checks between VMs see every file of a folder, so a port or a disk claimed in two
+ * files is found as surely as in one.
  */
 import type { Diagnostic } from '../errors.js';
+import type { FieldPath } from '../model/field-path.js';
+import { checkMonitorClaims } from './checks/adopted.js';
 import { checkManagedOptions, checkSnapshotDrives } from './checks/args.js';
 import { checkKernelBoot } from './checks/boot.js';
+import { checkDiskClaims, checkDiskFormat } from './checks/disks.js';
 import { checkForwardCollisions, checkForwardRules } from './checks/forwards.js';
+import { checkLimits } from './checks/limits.js';
 import { checkReady } from './checks/ready.js';
 import { checkSnapshotNeeds } from './checks/snapshots.js';
 import { toVmSpec } from './defaults.js';
-import { type ManifestCheck, type VmCheck, vmDocuments } from './document.js';
-import type { LoadedYaml } from './load.js';
+import { type ManifestCheck, type VmCheck, type VmDocument, vmDocuments } from './document.js';
+import type { LoadedYaml, SourcePosition } from './load.js';
 import { schemaDiagnostics } from './schema.js';
 import type { Manifest } from './types.js';
 
@@ -22,11 +27,18 @@ const VM_CHECKS: VmCheck[] = [
   checkManagedOptions,
   checkSnapshotNeeds,
   checkSnapshotDrives,
+  checkDiskFormat,
   checkReady,
+  checkLimits,
 ];
 
-/** The checks between the VMs of one file. */
-const MANIFEST_CHECKS: ManifestCheck[] = [checkForwardCollisions];
+/** The checks between VMs, across every file. */
+const MANIFEST_CHECKS: ManifestCheck[] = [
+  checkForwardCollisions,
+  checkDiskClaims,
+  checkMonitorClaims,
+  checkNamesUnique,
+];
 
 export interface CheckResult {
   manifest?: Manifest;
@@ -35,25 +47,71 @@ export interface CheckResult {
 
 /** Schema, then semantic checks, then defaults. `dir` is what relative paths are relative to. */
 export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
-  if (loaded.diagnostics.length > 0) return { diagnostics: loaded.diagnostics };
-  const shape = checkShape(loaded);
-  if (shape) return { diagnostics: [shape] };
+  return checkDocuments([loaded], dir, loaded.file);
+}
 
-  const diagnostics = schemaDiagnostics(loaded);
-  const docs = vmDocuments(loaded, dir, diagnostics);
-  const failed = new Set<string>();
-  for (const doc of docs) {
-    const problems = VM_CHECKS.flatMap((check) => check(doc));
-    if (problems.length > 0 || !doc.accepted()) failed.add(doc.name);
-    diagnostics.push(...problems);
+/**
+ * Checks several documents as one manifest (a folder of them), and names it `file`. The manifest exists only
+ * when nothing at all is wrong.
+ */
+export function checkDocuments(loadeds: LoadedYaml[], dir: string, file: string): CheckResult {
+  const diagnostics: Diagnostic[] = [];
+  const docs: VmDocument[] = [];
+  const failed = new Set<VmDocument>();
+  for (const loaded of loadeds) {
+    if (loaded.diagnostics.length > 0) {
+      diagnostics.push(...loaded.diagnostics);
+      continue;
+    }
+    const shape = checkShape(loaded);
+    if (shape) {
+      diagnostics.push(shape);
+      continue;
+    }
+    const schema = schemaDiagnostics(loaded);
+    diagnostics.push(...schema);
+    for (const doc of vmDocuments(loaded, dir, schema)) {
+      const problems = VM_CHECKS.flatMap((check) => check(doc));
+      if (problems.length > 0 || !doc.accepted()) failed.add(doc);
+      diagnostics.push(...problems);
+      docs.push(doc);
+    }
   }
-  diagnostics.push(...MANIFEST_CHECKS.flatMap((check) => check(docs, loaded)));
+  diagnostics.push(...MANIFEST_CHECKS.flatMap((check) => check(docs)));
   if (diagnostics.length > 0) {
-    diagnostics.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+    const order = new Map(loadeds.map((l, i) => [l.file, i]));
+    diagnostics.sort(
+      (a, b) =>
+        (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) ||
+        (a.line ?? 0) - (b.line ?? 0) ||
+        (a.column ?? 0) - (b.column ?? 0),
+    );
     return { diagnostics };
   }
-  const vms = docs.filter((d) => !failed.has(d.name)).map(toVmSpec);
-  return { manifest: { file: loaded.file, dir, vms, locate: (p) => loaded.locate(p) }, diagnostics: [] };
+  const byVm = new Map(docs.map((d) => [d.name, loadeds.find((l) => l.file === d.file)!]));
+  const locate = (fieldPath: FieldPath): SourcePosition | undefined => {
+    const owner = typeof fieldPath[1] === 'string' ? byVm.get(fieldPath[1]) : loadeds[0];
+    return owner?.locate(fieldPath);
+  };
+  const vms = docs.filter((d) => !failed.has(d)).map(toVmSpec);
+  return { manifest: { file, dir, vms, locate }, diagnostics: [] };
+}
+
+/** A VM name declared in two files of a folder. */
+function checkNamesUnique(docs: VmDocument[]): Diagnostic[] {
+  const first = new Map<string, VmDocument>();
+  const out: Diagnostic[] = [];
+  for (const doc of docs) {
+    const earlier = first.get(doc.name);
+    if (!earlier) {
+      first.set(doc.name, doc);
+      continue;
+    }
+    out.push(
+      doc.problem([], `is also declared in ${earlier.where([])}; a VM name must be unique across the folder`),
+    );
+  }
+  return out;
 }
 
 /** An empty document, or one that is not a mapping, is one problem and nothing more to check. */

@@ -1,30 +1,45 @@
 /**
  * Reads the real world for every VM of a manifest, in parallel: the process (pidfile checked against
- * /proc), QMP status, forwards (`info usernet`), snapshots (`info snapshots` while running, qemu-img while
- * stopped) and the disk. No state file is trusted as the state of a VM.
+ * /proc), and, over one QMP connection per running VM, its status, forwards (`info usernet`) and disks
+ * (`query-block`: format, size, snapshots, I/O errors); a stopped VM's disk through `qemu-img -f FORMAT`.
+ * No state file is trusted as the state of a VM; the records qvm keeps only answer what the world cannot.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import path from 'node:path';
 import { isQvmError, MonitorConnectError } from '../errors.js';
 import type { Manifest, VmSpec } from '../manifest/types.js';
 import { sameForward } from '../model/forward.js';
 import { VM_NAME } from '../model/names.js';
 import { kvmUsable } from '../qemu/accel.js';
-import { imageInfo } from '../qemu/img.js';
+import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { connectMonitor } from '../qemu/monitor.js';
 import { parseSnapshots } from '../qemu/parse/snapshots.js';
 import { parseStatus } from '../qemu/parse/status.js';
 import { parseUsernet } from '../qemu/parse/usernet.js';
-import { QmpClient } from '../qemu/qmp.js';
-import { ensurePrivateDir, kvmProbeCache, type Namespace, runtimeRoot, vmPaths } from '../runtime/paths.js';
+import { type BlockDevice, QmpClient } from '../qemu/qmp.js';
+import {
+  ensurePrivateDir,
+  kvmProbeCache,
+  type Namespace,
+  runtimeRoot,
+  type VmPaths,
+  vmPaths,
+} from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
 import { readLaunchRecord } from '../runtime/records.js';
-import { checkPort } from './ports.js';
-import type { DiskState, HostFacts, Observation, ObservedVm, PortConflict } from './types.js';
+import { observeDisk, observeSavedState } from './disk.js';
+import { checkPort, qvmVmOf } from './ports.js';
+import { qemuProcesses, runningElsewhere, socketOwner } from './processes.js';
+import type { HostFacts, MonitorClash, Observation, ObservedVm, PortConflict, RunningVm } from './types.js';
 
 export interface ObserveOptions {
   /** Deadline for each monitor conversation. */
   timeoutMs: number;
 }
+
+/** The drive id of a VM's disk on the command lines qvm builds. */
+const DISK_DEVICE = 'disk0';
 
 /** Facts about the host that the plan depends on. The KVM probe's answer is cached in the runtime root. */
 async function hostFacts(): Promise<HostFacts> {
@@ -36,8 +51,37 @@ async function hostFacts(): Promise<HostFacts> {
   } catch {
     cache = undefined;
   }
-  const kvm = await kvmUsable(cache);
-  return { kvmUsable: kvm.usable, kvmReason: kvm.reason };
+  const qemuInstalled = onPath(QEMU_SYSTEM);
+  const kvm = qemuInstalled
+    ? await kvmUsable(cache)
+    : { usable: false, reason: `${QEMU_SYSTEM} is not installed` };
+  return {
+    kvmUsable: kvm.usable,
+    kvmReason: kvm.reason,
+    qemuInstalled,
+    memoryBytes: totalmem() + swapBytes(),
+    runtimeRoot: root,
+  };
+}
+
+function onPath(program: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => {
+    try {
+      accessSync(path.join(dir || '.', program), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function swapBytes(): number {
+  try {
+    const kib = /^SwapTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+    return kib ? Number(kib) * 1024 : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** Observes every VM of the manifest and the running VMs of its namespace that it no longer lists. */
@@ -53,13 +97,29 @@ export async function observe(
     Promise.all(orphanNames.map((name) => observeVm(name, namespace, undefined, options))),
     hostFacts(),
   ]);
+  markElsewhere(vms, namespace, host.runtimeRoot);
   const byName = new Map(vms.map((v) => [v.name, v]));
   return {
     vms: byName,
     orphans: orphans.filter((o) => o.state !== 'stopped'),
     host,
     portConflicts: await findPortConflicts(manifest, byName, namespace),
+    monitorClashes: findMonitorClashes(manifest, host.runtimeRoot),
   };
+}
+
+/**
+ * Stopped VMs whose QEMU runs under another runtime root (so this qvm does not see its pidfile): the scan of
+ * /proc is only done when some VM looks stopped, which is when it matters (before starting one).
+ */
+function markElsewhere(vms: ObservedVm[], namespace: Namespace, root: string): void {
+  if (!vms.some((v) => v.state === 'stopped' && !v.adopted)) return;
+  const processes = qemuProcesses();
+  for (const vm of vms) {
+    if (vm.state !== 'stopped' || vm.adopted) continue;
+    const elsewhere = runningElsewhere(processes, namespace.id, vm.name, root);
+    if (elsewhere) vm.elsewhere = elsewhere;
+  }
 }
 
 /**
@@ -91,6 +151,64 @@ async function findPortConflicts(
   return (await Promise.all(checks)).filter((c): c is PortConflict => c !== undefined);
 }
 
+/**
+ * Adopted VMs whose monitor is not a QEMU of their own: a socket inside qvm's runtime folders is a VM qvm
+ * started (steering it as adopted would flip its forwards and quit it behind qvm's back), and two entries
+ * whose sockets lead to one process are one QEMU.
+ */
+function findMonitorClashes(manifest: Manifest, root: string): MonitorClash[] {
+  const clashes: MonitorClash[] = [];
+  const owners = new Map<number, string>();
+  const realRoot = realPath(root);
+  for (const spec of manifest.vms) {
+    if (!spec.monitor) continue;
+    const socket = realPath(spec.monitor);
+    if (socket.startsWith(`${realRoot}/`)) {
+      clashes.push({
+        vm: spec.name,
+        message: `monitor ${spec.monitor} is inside qvm's runtime folder ${root}: it belongs to a VM qvm started, which is managed by its name, never adopted`,
+      });
+      continue;
+    }
+    const pid = socketOwner(socket);
+    if (pid === undefined) continue;
+    const ours = qvmVmOf(readArgv(pid));
+    if (ours) {
+      clashes.push({
+        vm: spec.name,
+        message: `monitor ${spec.monitor} belongs to QEMU pid ${pid}, VM ${ours.vm} that qvm started for ${ours.manifest}; qvm does not adopt its own VMs`,
+      });
+      continue;
+    }
+    const first = owners.get(pid);
+    if (first) {
+      clashes.push({
+        vm: spec.name,
+        message: `monitor ${spec.monitor} reaches the same QEMU (pid ${pid}) as VM ${first}; one QEMU can be one VM of the manifest`,
+      });
+    } else {
+      owners.set(pid, spec.name);
+    }
+  }
+  return clashes;
+}
+
+function readArgv(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
+function realPath(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return path.resolve(file);
+  }
+}
+
 /** VM folders in a namespace: every VM this namespace has ever started and not destroyed. */
 export function listNamespaceVms(namespace: Namespace): string[] {
   try {
@@ -112,52 +230,77 @@ export async function observeVm(
 ): Promise<ObservedVm> {
   if (spec?.monitor) return observeAdopted(spec, options);
   const paths = vmPaths(namespace, name);
+  const savedState = observeSavedState(paths);
+  const common = { name, adopted: false, ...(savedState ? { savedState } : {}) };
   const pidfile = checkPidfile(paths.pidfile);
   if (pidfile.kind !== 'ours') {
-    const disk = spec?.disk ? await observeDisk(spec.disk.path) : undefined;
+    const disk = spec?.disk ? await observeDisk(spec.disk.path, spec.disk.format, paths) : undefined;
     const stale =
       pidfile.kind === 'stale'
         ? `${pidfile.reason}; its pidfile is stale`
         : existsSync(paths.qmp)
           ? 'a monitor socket was left by a QEMU that is gone'
           : undefined;
-    return { name, adopted: false, state: 'stopped', ...(disk ? { disk } : {}), ...(stale ? { stale } : {}) };
+    return { ...common, state: 'stopped', ...(disk ? { disk } : {}), ...(stale ? { stale } : {}) };
   }
-  const { process } = pidfile;
-  const record = readLaunchRecord(paths.launch);
-  const launch = record && !('unreadable' in record) ? record : undefined;
-  const common = {
-    name,
-    adopted: false,
-    pid: process.pid,
-  };
   try {
-    const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: options.timeoutMs });
-    try {
-      const runstate = await qmp.queryStatus();
-      const forwards = parseUsernet(await qmp.hmp('info usernet'));
-      const snapshots = parseSnapshots(await qmp.hmp('info snapshots')).loadable.map((s) => s.tag);
-      const diskPath = spec?.disk?.path ?? launch?.launch.disk?.path;
-      const disk = diskPath ? await observeDisk(diskPath, snapshots) : undefined;
-      return {
-        ...common,
-        state: 'running',
-        startedAtMs: process.startedAtMs,
-        runstate,
-        argv: process.argv,
-        ...(launch && sameArgv(launch.argv, process.argv) ? { launch } : {}),
-        ...(record && 'unreadable' in record ? { launchUnreadable: record.unreadable } : {}),
-        forwards,
-        snapshots,
-        ...(disk ? { disk } : {}),
-      };
-    } finally {
-      await qmp.close();
-    }
+    return { ...common, ...(await observeRunning(name, spec, paths, pidfile.process, options)) };
   } catch (error) {
     if (!isQvmError(error)) throw error;
-    return { ...common, state: 'unknown', error: error.message };
+    return { ...common, state: 'unknown', pid: pidfile.process.pid, error: error.message };
   }
+}
+
+/** A VM whose QEMU qvm started runs: everything about it over one QMP connection. */
+async function observeRunning(
+  name: string,
+  spec: VmSpec | undefined,
+  paths: VmPaths,
+  process: { pid: number; argv: string[]; startedAtMs: number },
+  options: ObserveOptions,
+): Promise<RunningVm> {
+  const record = readLaunchRecord(paths.launch);
+  const launch = record && !('unreadable' in record) ? record : undefined;
+  const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: options.timeoutMs });
+  try {
+    const runstate = await qmp.queryStatus();
+    const forwards = parseUsernet(await qmp.hmp('info usernet'));
+    const blocks = await qmp.queryBlock();
+    const diskBlock = blocks.find((b) => b.device === DISK_DEVICE);
+    const diskPath = spec?.disk?.path ?? launch?.launch.disk?.path;
+    const format = spec?.disk?.format ?? launch?.launch.disk?.format ?? 'qcow2';
+    const disk = diskPath ? await observeDisk(diskPath, format, paths, diskBlock) : undefined;
+    const ioError = blocks.find((b) => b.ioStatus !== undefined && b.ioStatus !== 'ok');
+    return {
+      name,
+      adopted: false,
+      state: 'running',
+      pid: process.pid,
+      startedAtMs: process.startedAtMs,
+      runstate,
+      argv: process.argv,
+      ...(launch && sameArgv(launch.argv, process.argv) ? { launch } : {}),
+      ...(record && 'unreadable' in record ? { launchUnreadable: record.unreadable } : {}),
+      forwards,
+      snapshots: loadableSnapshots(blocks),
+      ...(disk ? { disk } : {}),
+      ...(ioError ? { ioError: ioErrorOf(ioError) } : {}),
+    };
+  } finally {
+    await qmp.close();
+  }
+}
+
+/** Snapshots `loadvm` can use: those on every writable drive that holds snapshots (qcow2). */
+function loadableSnapshots(blocks: BlockDevice[]): string[] {
+  const writable = blocks.filter((b) => b.inserted && !b.inserted.readOnly && b.inserted.format === 'qcow2');
+  if (writable.length === 0) return [];
+  const [first, ...rest] = writable.map((b) => b.inserted!.snapshots);
+  return first!.filter((tag) => rest.every((tags) => tags.includes(tag)));
+}
+
+function ioErrorOf(block: BlockDevice): NonNullable<RunningVm['ioError']> {
+  return { device: block.device, file: block.inserted?.file ?? block.device, status: block.ioStatus! };
 }
 
 async function observeAdopted(spec: VmSpec, options: ObserveOptions): Promise<ObservedVm> {
@@ -181,24 +324,6 @@ async function observeAdopted(spec: VmSpec, options: ObserveOptions): Promise<Ob
       return { ...base, state: 'stopped', stale: error.message };
     }
     return { ...base, state: 'unknown', error: error.message };
-  }
-}
-
-/** Facts about a disk file (format, size, snapshots); a file that cannot be read is data, not a throw. */
-async function observeDisk(file: string, knownSnapshots?: string[]): Promise<DiskState> {
-  if (!existsSync(file)) return { path: file, exists: false };
-  try {
-    const info = await imageInfo(file);
-    return {
-      path: file,
-      exists: true,
-      format: info.format,
-      virtualSizeBytes: info.virtualSizeBytes,
-      snapshots: knownSnapshots ?? info.snapshots,
-    };
-  } catch (error) {
-    if (!isQvmError(error)) throw error;
-    return { path: file, exists: true, error: error.message };
   }
 }
 

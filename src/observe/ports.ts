@@ -120,7 +120,7 @@ function holderPid(proto: Proto, port: number): number | undefined {
 }
 
 /** A QEMU started by qvm: its VM name and manifest, from its -pidfile path and the namespace record. */
-function qvmVmOf(argv: string[]): { vm: string; manifest: string; namespaceDir: string } | undefined {
+export function qvmVmOf(argv: string[]): { vm: string; manifest: string; namespaceDir: string } | undefined {
   const i = argv.indexOf('-pidfile');
   const pidfile = i >= 0 ? argv[i + 1] : undefined;
   if (!pidfile || path.basename(pidfile) !== 'qemu.pid') return undefined;

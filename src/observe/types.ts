@@ -3,24 +3,39 @@
  * monitor does not answer is `unknown` with the error, and the others are observed as usual.
  */
 import type { ObservedForward } from '../qemu/parse/usernet.js';
-import type { LaunchRecord } from '../runtime/records.js';
+import type { KnownDisk, LaunchRecord, SavedStateRecord } from '../runtime/records.js';
 
 export interface DiskState {
   path: string;
+  /** The format qvm opens it as: the manifest's declared one (never read from the file). */
+  format: string;
   exists: boolean;
-  format?: string;
   virtualSizeBytes?: number;
-  /** Snapshot tags in the image (read with qemu-img while stopped, through the monitor while running). */
+  /**
+   * Snapshot tags in the image (read with qemu-img while stopped, from QEMU while running). Only these can be
+   * loaded: with one writable qcow2 disk, every snapshot of it is loadable.
+   */
   snapshots?: string[];
-  /** Why the facts above are missing, when the file exists but could not be read. */
+  /** Why the facts above are missing or cannot be trusted: not an image of its format, not a file, ... */
   error?: string;
+  /** Device and inode of the file, when it exists: how a record tells it is the same file. */
+  identity?: { dev: number; ino: number };
+  /** qvm's record of this very file (same inode): whether it created it and the format it opened it as. */
+  known?: KnownDisk;
+  /** Free bytes on the filesystem the disk is on (to tell whether a full disk has room again). */
+  freeBytes?: number;
 }
+
+/** The hibernation record of a VM: the record, or why it cannot be used. */
+export type SavedStateObservation = { record: SavedStateRecord } | { unreadable: string };
 
 interface Common {
   name: string;
   /** Started outside qvm and reached through `monitor:` in the manifest. */
   adopted: boolean;
   disk?: DiskState;
+  /** qvm's record that it hibernated this VM (state: saved), if there is one. */
+  savedState?: SavedStateObservation;
 }
 
 /** No process: never started, stopped, or its process died (then `stale` says what was left behind). */
@@ -28,6 +43,11 @@ export interface StoppedVm extends Common {
   state: 'stopped';
   /** A pidfile or socket left by a process that is gone (crash, SIGKILL), with what happened to it. */
   stale?: string;
+  /**
+   * A QEMU of this very VM (same namespace and name) runs under another runtime root: qvm was started with
+   * another QVM_RUNTIME_DIR. It must not get a second QEMU.
+   */
+  elsewhere?: { pid: number; root: string };
 }
 
 export interface RunningVm extends Common {
@@ -35,7 +55,7 @@ export interface RunningVm extends Common {
   /** Unknown for adopted VMs reached only through their monitor. */
   pid?: number;
   startedAtMs?: number;
-  /** QEMU's RunState: running, paused, shutdown (the guest powered off), restore-vm, internal-error, ... */
+  /** QEMU's RunState: running, paused, shutdown (the guest powered off), restore-vm, io-error, ... */
   runstate: string;
   /** The process's argv, from /proc (qvm-started VMs). */
   argv?: string[];
@@ -45,6 +65,8 @@ export interface RunningVm extends Common {
   launchUnreadable?: string;
   forwards: ObservedForward[];
   snapshots: string[];
+  /** A drive whose I/O error paused the VM (QEMU stops on ENOSPC): which, and what QEMU says. */
+  ioError?: { device: string; file: string; status: string };
 }
 
 /** A process is there but its monitor did not answer (frozen, overloaded, or held by another client). */
@@ -60,6 +82,12 @@ export interface HostFacts {
   /** KVM can run a guest here (probed: see qemu/accel.ts). `accel: auto` uses it when true. */
   kvmUsable: boolean;
   kvmReason: string;
+  /** qemu-system-x86_64 is on PATH: without it nothing can start. */
+  qemuInstalled: boolean;
+  /** RAM plus swap, in bytes: the most memory QEMU can allocate for a guest here. */
+  memoryBytes: number;
+  /** The runtime root this qvm uses (VMs under another one are not its own). */
+  runtimeRoot: string;
 }
 
 /** A forward the manifest wants whose host port something else holds. */
@@ -70,6 +98,12 @@ export interface PortConflict {
   holder: string;
 }
 
+/** An adopted VM's monitor that is not a QEMU of its own: another VM's, or one qvm started. */
+export interface MonitorClash {
+  vm: string;
+  message: string;
+}
+
 export interface Observation {
   /** By VM name: every VM of the manifest. */
   vms: Map<string, ObservedVm>;
@@ -78,4 +112,6 @@ export interface Observation {
   host: HostFacts;
   /** Host ports the manifest's forwards need that are held by something other than this manifest's VMs. */
   portConflicts: PortConflict[];
+  /** Adopted VMs whose monitor reaches a QEMU that is not theirs to steer. */
+  monitorClashes: MonitorClash[];
 }

@@ -19,6 +19,11 @@ export function planAdopted(ctx: VmPlanning): void {
       message: `${ignored.join(', ')} not applied: this VM was started outside qvm, which cannot restart it`,
     });
   }
+  const clash = ctx.observation.monitorClashes.find((c) => c.vm === spec.name);
+  if (clash) {
+    ctx.problem(clash.message, 'monitor');
+    return;
+  }
   if (observed.state === 'unknown') {
     ctx.problem(`does not answer on ${socket}: ${observed.error}`);
     return;

@@ -21,6 +21,8 @@ export interface PlanOptions {
   refreshSnapshots?: boolean;
   /** `qvm destroy`: stop these VMs (of the manifest or its namespace) and plan nothing else. */
   destroy?: string[];
+  /** Drop a hibernated state instead of resuming it (`apply --discard-saved-state`). */
+  discardSavedState?: boolean;
 }
 
 export interface Outcome {

@@ -1,6 +1,7 @@
 /**
  * A change in words, one way for everyone who shows it: the plan renderer and watch's log. Pure.
  */
+import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatSize } from '../model/units.js';
 import type { PlannedForward, StartChange, StartSteps, VmChange } from './types.js';
 
@@ -44,7 +45,13 @@ export function describeChange(change: VmChange, baseDir: string): string {
     case 'update': {
       const what = [
         ...(change.add.length || change.remove.length ? ['forwards'] : []),
-        ...(change.resume ? ['resume (it was paused)'] : []),
+        ...(change.resume ? [`resume (${change.resumeReason ?? 'it was paused'})`] : []),
+        ...(change.dropStraySnapshot
+          ? [`delete the left-over saved state ${change.dropStraySnapshot} (never loaded)`]
+          : []),
+        ...(!change.dropStraySnapshot && change.forgetSavedState
+          ? ['forget a stale saved-state record']
+          : []),
       ];
       return `${what.join(', ')}, live`;
     }
@@ -111,7 +118,8 @@ function stepDetails(change: StartSteps): string[] {
       `grows the disk ${formatSize(change.resizeDisk.fromBytes)} -> ${formatSize(change.resizeDisk.toBytes)}`,
     );
   }
-  if (change.dropSnapshot) out.push(`drops snapshot ${change.dropSnapshot.tag}`);
+  for (const drop of change.dropSnapshots ?? [])
+    out.push(drop.tag === SAVED_STATE_TAG ? 'drops the saved state' : `drops snapshot ${drop.tag}`);
   if (change.saveSnapshot) out.push(`cold boot, then saves snapshot ${change.saveSnapshot} once ready`);
   return out;
 }

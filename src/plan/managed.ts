@@ -1,21 +1,27 @@
 /**
- * Planning a VM qvm starts itself: from what its process is doing (none, running, paused, powered off, stuck)
- * and what the manifest wants, the one change that gets it there.
+ * Planning a VM qvm starts itself: from what its process is doing (none, running, paused, powered off, stuck,
+ * paused on a full disk) and what the manifest wants, the one change that gets it there.
  */
-
 import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatSize } from '../model/units.js';
-import type { RunningVm } from '../observe/types.js';
+import type { RunningVm, StoppedVm } from '../observe/types.js';
 import { NETDEV_ID, restartRelevantArgs } from '../qemu/argv.js';
 import type { VmPlanning } from './context.js';
+import { display } from './describe.js';
 import { fieldChanges } from './fields.js';
 import { forwardUpdate, withoutConflicts } from './forwards.js';
 import { launchOf, launchSpec, planned } from './launch.js';
 import { diskGrowth, prepareStart } from './start.js';
-import type { StartReason, StopChange } from './types.js';
+import type { StartReason, StopChange, UpdateChange } from './types.js';
 
-/** Runstates a VM cannot leave by itself; the only way forward is a fresh process. */
-const STUCK_RUNSTATES = new Set(['restore-vm', 'internal-error', 'guest-panicked', 'io-error', 'colo']);
+/**
+ * Runstates a VM cannot leave by itself; the only way forward is a fresh process. (io-error is not one: the
+ * guest's memory and its pending write are still there, and `cont` carries on once the disk has room.)
+ */
+const STUCK_RUNSTATES = new Set(['restore-vm', 'internal-error', 'guest-panicked', 'colo']);
+
+/** How much free space a full disk's filesystem needs before qvm resumes the VM paused on it. */
+const ROOM_TO_RESUME_BYTES = 256 * 2 ** 20;
 
 /** Plans a VM qvm starts: the one change (start, restart, live update, stop, save) that makes it match. */
 export function planManaged(ctx: VmPlanning): void {
@@ -28,17 +34,13 @@ export function planManaged(ctx: VmPlanning): void {
     return;
   }
   if (observed.state === 'stopped') {
-    if (spec.state !== 'running') return;
-    if (ctx.options.restartPolicy && observed.stale && spec.restart === 'never') {
-      out.notes.push({ vm: spec.name, message: 'died (its QEMU exited); restart: never leaves it down' });
-      return;
-    }
-    pushStart(ctx, observed.stale ? 'exited' : 'new', observed.stale ? { detail: observed.stale } : {});
+    planStopped(ctx, observed);
     return;
   }
   const running = observed;
+  const stray = strayStep(running);
   if (spec.state === 'stopped' || (spec.state === 'saved' && running.runstate === 'shutdown')) {
-    out.changes.push(stopChange(ctx, running, ctx.paths.qmp));
+    out.changes.push({ ...stopChange(ctx, running, ctx.paths.qmp), ...stray });
     return;
   }
   if (spec.state === 'saved') {
@@ -48,6 +50,8 @@ export function planManaged(ctx: VmPlanning): void {
       pid: running.pid!,
       socket: ctx.paths.qmp,
       tag: SAVED_STATE_TAG,
+      disk: spec.disk!.path,
+      ...(running.launch ? { launch: running.launch.launch } : {}),
     });
     return;
   }
@@ -59,14 +63,88 @@ export function planManaged(ctx: VmPlanning): void {
       });
       return;
     }
-    pushStart(ctx, 'guest-powered-off', { replacesPid: running.pid! });
+    pushStart(ctx, running, 'guest-powered-off', { replacesPid: running.pid! });
     return;
   }
-  planRunning(ctx, running);
+  if (running.runstate === 'io-error') {
+    planIoError(ctx, running, stray);
+    return;
+  }
+  planRunning(ctx, running, stray);
+}
+
+/** A VM with no process: start it when the manifest wants it running (and the restart policy allows). */
+function planStopped(ctx: VmPlanning, observed: StoppedVm): void {
+  const { spec } = ctx;
+  if (observed.elsewhere) {
+    ctx.problem(
+      `runs under another runtime folder, ${observed.elsewhere.root} (QEMU pid ${observed.elsewhere.pid}), not this qvm's ${ctx.observation.host.runtimeRoot}: it was started with another QVM_RUNTIME_DIR. Run qvm with QVM_RUNTIME_DIR=${observed.elsewhere.root} to manage it; qvm never starts a second QEMU for it`,
+    );
+    return;
+  }
+  if (spec.state !== 'running') return;
+  if (ctx.options.restartPolicy && observed.stale && spec.restart === 'never') {
+    ctx.out.notes.push({ vm: spec.name, message: 'died (its QEMU exited); restart: never leaves it down' });
+    return;
+  }
+  pushStart(
+    ctx,
+    observed,
+    observed.stale ? 'exited' : 'new',
+    observed.stale ? { detail: observed.stale } : {},
+  );
+}
+
+/** A running VM's leftover hibernation tag and stale record, removed with whatever change the VM gets. */
+function strayStep(running: RunningVm): { dropStraySnapshot?: string; forgetSavedState?: boolean } {
+  const tagged =
+    running.snapshots.includes(SAVED_STATE_TAG) || running.disk?.snapshots?.includes(SAVED_STATE_TAG);
+  return {
+    ...(tagged ? { dropStraySnapshot: SAVED_STATE_TAG } : {}),
+    ...(tagged || running.savedState ? { forgetSavedState: true } : {}),
+  };
+}
+
+/**
+ * A VM QEMU paused on an I/O error (a full disk): restarting would lose the guest's memory and the write it
+ * waits on, and fail again on the same full disk. It is resumed once its disk's filesystem has room again,
+ * else reported and left paused.
+ */
+function planIoError(ctx: VmPlanning, running: RunningVm, stray: ReturnType<typeof strayStep>): void {
+  const error = running.ioError;
+  const file = error?.file ?? running.disk?.path ?? 'its disk';
+  const shown = display(ctx.manifest.dir, file);
+  const free = running.disk?.freeBytes;
+  if (error?.status === 'nospace' && free !== undefined && free >= ROOM_TO_RESUME_BYTES) {
+    ctx.out.changes.push(
+      liveUpdate(ctx, { resume: true, resumeReason: `${shown} has room again`, ...stray }),
+    );
+    return;
+  }
+  const what =
+    error?.status === 'nospace' ? 'no space left on device' : `I/O error (${error?.status ?? 'unknown'})`;
+  ctx.problem(
+    `is paused: ${what} on ${shown}. qvm leaves it paused (a restart would lose the guest's memory and its pending write): free space on that disk's filesystem, then apply again or run \`qvm monitor ${ctx.spec.name} cont\``,
+  );
+}
+
+/** An update with only these steps, no forward changes. */
+function liveUpdate(ctx: VmPlanning, steps: Partial<UpdateChange>): UpdateChange {
+  return {
+    action: 'update',
+    vm: ctx.spec.name,
+    adopted: false,
+    socket: ctx.paths.qmp,
+    netdev: NETDEV_ID,
+    add: [],
+    remove: [],
+    resume: false,
+    ...steps,
+  };
 }
 
 /** A running VM: restart when its command line must change (or it is stuck), else change what is live. */
-function planRunning(ctx: VmPlanning, running: RunningVm): void {
+function planRunning(ctx: VmPlanning, running: RunningVm, stray: ReturnType<typeof strayStep>): void {
   const { spec, observation, paths } = ctx;
   const runningArgs = (running.argv ?? []).slice(1);
   const current = launchOf(spec, launchSpec(spec, ctx.accel, [], running.disk), paths);
@@ -77,19 +155,15 @@ function planRunning(ctx: VmPlanning, running: RunningVm): void {
   const growth = diskGrowth(ctx, running.disk);
   if (growth === null) return;
   if (!argsDiffer && !stuck && !refresh && !growth) {
-    const update = forwardUpdate(
-      spec,
-      running,
-      paths.qmp,
-      NETDEV_ID,
-      withoutConflicts(spec, observation, ctx.problem),
-    );
-    if (update) ctx.out.changes.push(update);
+    const forwards = withoutConflicts(spec, observation, ctx.problem);
+    const update = forwardUpdate(spec, running, paths.qmp, NETDEV_ID, forwards);
+    if (update || stray.forgetSavedState)
+      ctx.out.changes.push({ ...(update ?? liveUpdate(ctx, {})), ...stray });
     return;
   }
-  const prepared = prepareStart(ctx, running.disk);
+  const prepared = prepareStart(ctx, running);
   if (!prepared) return;
-  const { diskFormat, ...steps } = prepared;
+  const { diskFormat: _format, ...steps } = prepared;
   const launch = launchOf(
     spec,
     launchSpec(spec, ctx.accel, spec.forwards, running.disk, steps.bootFrom),
@@ -122,12 +196,12 @@ function planRunning(ctx: VmPlanning, running: RunningVm): void {
 /** A start of a fresh process, when the start's preparation allows one. */
 function pushStart(
   ctx: VmPlanning,
+  observed: StoppedVm | RunningVm,
   reason: StartReason,
   extra: { detail?: string; replacesPid?: number },
 ): void {
   const { spec, paths } = ctx;
-  const disk = ctx.observation.vms.get(spec.name)?.disk;
-  const prepared = prepareStart(ctx, disk);
+  const prepared = prepareStart(ctx, observed);
   if (!prepared) return;
   const { diskFormat, ...steps } = prepared;
   const format = diskFormat ? { format: diskFormat } : undefined;

@@ -3,7 +3,7 @@
  * No I/O, no clock; VMs in manifest order, then VMs of the namespace the manifest no longer lists, by name.
  */
 import { DEFAULTS, type Manifest } from '../manifest/types.js';
-import type { Observation, ObservedVm } from '../observe/types.js';
+import type { Observation, ObservedVm, RunningVm } from '../observe/types.js';
 import { vmPaths } from '../runtime/paths.js';
 import { planAdopted } from './adopted.js';
 import { emptyOutcome, type Outcome, type PlanOptions, problemReporter, type VmPlanning } from './context.js';
@@ -45,7 +45,45 @@ export function plan(manifest: Manifest, observation: Observation, options: Plan
   for (const orphan of [...observation.orphans].sort((a, b) => a.name.localeCompare(b.name))) {
     result.changes.push(...planOrphan(orphan, options, result));
   }
+  orderMoves(result, observation);
   return result;
+}
+
+/**
+ * A VM renamed, or a disk or port handed from a VM the manifest no longer lists to one it does: the new start
+ * must wait until the old VM has stopped and let go. With --prune the old VM's stop is in the plan and the
+ * start is ordered after it; without, the start could only fail, so it is a problem naming what to do.
+ */
+function orderMoves(result: Plan, observation: Observation): void {
+  const holders = observation.orphans.filter((o): o is RunningVm => o.state === 'running');
+  if (holders.length === 0) return;
+  const stopping = new Set(result.changes.filter((c) => c.action === 'stop').map((c) => c.vm));
+  result.changes = result.changes.filter((change) => {
+    if (change.action !== 'start' && change.action !== 'restart') return true;
+    const disk = change.launch.spec.disk?.path;
+    const after: string[] = [];
+    for (const holder of holders) {
+      const holdsDisk =
+        disk !== undefined && (holder.disk?.path ?? holder.launch?.launch.disk?.path) === disk;
+      const port = change.forwards.find((f) =>
+        holder.forwards.some((h) => h.proto === f.proto && h.hostPort === f.hostPort),
+      );
+      if (!holdsDisk && !port) continue;
+      if (stopping.has(holder.name)) {
+        after.push(holder.name);
+        continue;
+      }
+      const what = holdsDisk ? disk : `host port ${port!.proto} ${port!.hostPort}`;
+      result.problems.push({
+        vm: change.vm,
+        message: `${what} is in use by VM ${holder.name}, which the manifest no longer lists; \`qvm apply --prune\` stops it first`,
+      });
+      return false;
+    }
+    if (after.length > 0) change.after = after;
+    return true;
+  });
+  result.unchanged = result.unchanged.filter((vm) => !result.problems.some((p) => p.vm === vm));
 }
 
 /** A running VM of the namespace that the manifest no longer lists: stopped only with --prune. */
@@ -85,6 +123,13 @@ function planDestroy(
     return out;
   }
   const observed = observation.vms.get(vm) ?? observation.orphans.find((o) => o.name === vm);
+  if (observed?.state === 'stopped' && observed.elsewhere) {
+    out.problems.push({
+      vm,
+      message: `cannot be destroyed by this qvm: it runs under another runtime folder, ${observed.elsewhere.root} (QEMU pid ${observed.elsewhere.pid}); run qvm with QVM_RUNTIME_DIR=${observed.elsewhere.root}`,
+    });
+    return out;
+  }
   if (!observed || observed.state === 'stopped') return out;
   out.changes.push(stopOf(observed, 'destroy', options, spec?.stopTimeoutMs));
   return out;

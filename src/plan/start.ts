@@ -1,15 +1,17 @@
 /**
- * Preparing a fresh process: the disk (created, grown, right format for snapshots), where it boots from
- * (a snapshot, a hibernated state, cold) and what happens once it runs (readiness, the warm snapshot).
- * Every reason a start cannot happen is a located problem, and then there is no start.
+ * Preparing a fresh process: the host can run it, the disk (created, grown, opened in its recorded format),
+ * where it boots from (a hibernated state, a snapshot, cold) and what happens once it runs (readiness, the
+ * warm snapshot). Every reason a start cannot happen is a located problem, and then there is no start.
  */
-import { SAVED_STATE_TAG } from '../model/names.js';
-import { formatSize } from '../model/units.js';
-import type { DiskState } from '../observe/types.js';
+
+import { formatMemory, formatSize } from '../model/units.js';
+import type { DiskState, ObservedVm } from '../observe/types.js';
+import { QEMU_SYSTEM } from '../qemu/argv.js';
 import type { DiskCreation } from '../qemu/img.js';
 import type { VmPlanning } from './context.js';
 import { display } from './describe.js';
-import type { BootFrom, StartSteps } from './types.js';
+import { hibernationSteps } from './hibernation.js';
+import type { StartSteps } from './types.js';
 
 /** A start's steps, and the disk's format for the launch. */
 export interface PreparedStart extends StartSteps {
@@ -39,19 +41,39 @@ export function diskGrowth(ctx: VmPlanning, disk: DiskState | undefined): StartS
 }
 
 /** Everything a fresh process needs, or undefined (with problems reported) when it cannot start. */
-export function prepareStart(ctx: VmPlanning, disk: DiskState | undefined): PreparedStart | undefined {
-  if (!portsFree(ctx)) return undefined;
+export function prepareStart(ctx: VmPlanning, observed: ObservedVm): PreparedStart | undefined {
+  if (!hostCanRun(ctx) || !portsFree(ctx)) return undefined;
+  const disk = observed.disk;
   const diskSteps = prepareDisk(ctx, disk);
   if (!diskSteps) return undefined;
-  const boot = bootSource(ctx, disk?.snapshots ?? []);
+  const boot = bootSource(ctx, observed, disk);
   if (!boot) return undefined;
   const { spec } = ctx;
   return {
     ...diskSteps,
     ...boot,
-    ...(spec.disk ? { diskFormat: disk?.format ?? 'qcow2' } : {}),
+    ...(spec.disk ? { diskFormat: spec.disk.format } : {}),
     ...(spec.ready ? { ready: spec.ready } : {}),
   };
+}
+
+/** QEMU must be installed, and the host must have the memory the VM asks for (QEMU allocates it up front). */
+function hostCanRun(ctx: VmPlanning): boolean {
+  const { host } = ctx.observation;
+  if (!host.qemuInstalled) {
+    ctx.problem(
+      `${QEMU_SYSTEM} is not installed, so no VM can start; install it with: sudo apt-get install -y --no-install-recommends qemu-system-x86`,
+    );
+    return false;
+  }
+  if (ctx.spec.memoryMiB * 2 ** 20 > host.memoryBytes) {
+    ctx.problem(
+      `is ${formatMemory(ctx.spec.memoryMiB)}, more than this host has (${formatSize(Math.floor(host.memoryBytes / 2 ** 20) * 2 ** 20)} of RAM and swap): QEMU could not allocate it`,
+      'memory',
+    );
+    return false;
+  }
+  return true;
 }
 
 /** A start needs every host port of its forwards free: each taken one is a problem at its forward. */
@@ -68,63 +90,77 @@ function portsFree(ctx: VmPlanning): boolean {
   return conflicts.length === 0;
 }
 
-/** The disk steps: create a missing disk, grow a small one; refuse what cannot work. */
+/** The disk steps: create a missing disk, grow a small one; refuse what cannot work or is not safe. */
 function prepareDisk(ctx: VmPlanning, disk: DiskState | undefined): StartSteps | undefined {
   const { spec, manifest } = ctx;
   if (!spec.disk || !disk) return {};
   const shown = display(manifest.dir, spec.disk.path);
-  let createDisk: DiskCreation | undefined;
   if (!disk.exists) {
     if (spec.disk.sizeBytes === undefined && !spec.disk.backing) {
       ctx.problem(`${shown} does not exist; set disk.size (or disk.backing) so qvm can create it`, 'disk');
       return undefined;
     }
-    createDisk = {
+    const createDisk: DiskCreation = {
       path: spec.disk.path,
       ...(spec.disk.sizeBytes !== undefined ? { sizeBytes: spec.disk.sizeBytes } : {}),
-      ...(spec.disk.backing ? { backing: spec.disk.backing } : {}),
+      ...(spec.disk.backing
+        ? { backing: spec.disk.backing, backingFormat: spec.disk.backingFormat ?? 'qcow2' }
+        : {}),
     };
+    return { createDisk };
   }
   if (disk.error) {
-    ctx.problem(`cannot read ${shown}: ${disk.error}`, 'disk');
+    ctx.problem(`cannot use ${shown}: ${disk.error}`, 'disk');
     return undefined;
   }
-  if (disk.exists && disk.format !== 'qcow2' && (spec.snapshot !== undefined || spec.state === 'saved')) {
+  if (disk.known && disk.known.format !== spec.disk.format) {
     ctx.problem(
-      `${shown} is a ${disk.format} image, and snapshots (snapshot:, state: saved) need every writable disk to be qcow2. Convert it: qemu-img convert -O qcow2 ${shown} ${shown.replace(/\.[^./]*$/, '')}.qcow2, then point disk at the new file`,
+      `${shown} was ${disk.known.created ? 'created' : 'first opened'} by qvm as a ${disk.known.format} image, and the manifest now says ${spec.disk.format}; qvm never reopens a disk as another format (a guest can write any header into a raw disk). Convert it with qemu-img convert into a new file instead`,
       'disk',
     );
     return undefined;
   }
   const resizeDisk = diskGrowth(ctx, disk);
   if (resizeDisk === null) return undefined;
-  return { ...(createDisk ? { createDisk } : {}), ...(resizeDisk ? { resizeDisk } : {}) };
+  return resizeDisk ? { resizeDisk } : {};
 }
 
 /**
- * Where the start boots from: the hibernated state when there is one, the manifest's snapshot when the disk
- * has it, else cold (and, for a warm VM, save the snapshot once ready).
+ * Where the start boots from: the hibernated state when qvm may resume it, the manifest's snapshot when the
+ * disk has it, else cold (and, for a warm VM, save the snapshot once ready).
  */
-function bootSource(ctx: VmPlanning, snapshots: string[]): StartSteps | undefined {
+function bootSource(
+  ctx: VmPlanning,
+  observed: ObservedVm,
+  disk: DiskState | undefined,
+): StartSteps | undefined {
   const { spec, manifest } = ctx;
+  const snapshots = disk?.snapshots ?? [];
+  const hibernation = spec.disk ? hibernationSteps(ctx, observed, disk) : {};
+  if (!hibernation) return undefined;
   const warm = spec.snapshot !== undefined && spec.ready !== undefined;
   if (warm && ctx.options.refreshSnapshots) {
-    // Drop the warm snapshot (and any hibernated state, which would resume the old image), cold boot, save anew.
-    return {
+    // Drop the warm snapshot, cold boot, save anew. A saved state would resume the old image: it is dropped too.
+    const { bootFrom: resume, ...rest } = hibernation;
+    const drops = [
+      ...(rest.dropSnapshots ?? []),
+      ...(resume && spec.disk ? [{ disk: spec.disk.path, tag: resume.tag }] : []),
       ...(snapshots.includes(spec.snapshot!) && spec.disk
-        ? { dropSnapshot: { disk: spec.disk.path, tag: spec.snapshot! } }
-        : {}),
+        ? [{ disk: spec.disk.path, tag: spec.snapshot! }]
+        : []),
+    ];
+    return {
+      ...rest,
+      ...(resume ? { forgetSavedState: true } : {}),
+      ...(drops.length ? { dropSnapshots: drops } : {}),
       saveSnapshot: spec.snapshot!,
     };
   }
-  if (snapshots.includes(SAVED_STATE_TAG)) {
-    const bootFrom: BootFrom = { tag: SAVED_STATE_TAG, kind: 'saved-state' };
-    return { bootFrom };
-  }
-  if (spec.snapshot === undefined) return {};
-  if (snapshots.includes(spec.snapshot)) return { bootFrom: { tag: spec.snapshot, kind: 'snapshot' } };
+  if (hibernation.bootFrom || spec.snapshot === undefined) return hibernation;
+  if (snapshots.includes(spec.snapshot))
+    return { ...hibernation, bootFrom: { tag: spec.snapshot, kind: 'snapshot' } };
   // First boot of a warm VM: boot cold, and save the snapshot once the VM is ready.
-  if (warm) return { saveSnapshot: spec.snapshot };
+  if (warm) return { ...hibernation, saveSnapshot: spec.snapshot };
   ctx.problem(
     `snapshot "${spec.snapshot}" does not exist on ${display(manifest.dir, spec.disk!.path)}${snapshots.length ? ` (it has: ${snapshots.join(', ')})` : ''}`,
     'snapshot',

@@ -9,6 +9,7 @@ import type { ReadySpec } from '../manifest/types.js';
 import type { HostForward } from '../model/forward.js';
 import type { LaunchSpec } from '../qemu/argv.js';
 import type { DiskCreation } from '../qemu/img.js';
+import type { RecordedLaunch } from '../runtime/records.js';
 
 /** A field of the manifest whose value differs from the running VM's, in user terms: `memory 512M -> 1G`. */
 export interface FieldChange {
@@ -54,8 +55,13 @@ export interface StartSteps {
   createDisk?: DiskCreation;
   /** Before the start: grow the disk to the manifest's size (qemu-img resize; never shrinks). */
   resizeDisk?: { path: string; fromBytes: number; toBytes: number };
-  /** Before the start: delete this snapshot from the disk (`apply --refresh-snapshot`). */
-  dropSnapshot?: { disk: string; tag: string };
+  /**
+   * Before the start: delete these snapshots from the disk (`apply --refresh-snapshot`, a discarded or stray
+   * hibernation snapshot).
+   */
+  dropSnapshots?: { disk: string; tag: string }[];
+  /** Before the start: remove the VM's hibernation record (it is stale, or its state is being discarded). */
+  forgetSavedState?: boolean;
   /** The start boots from this snapshot or hibernated state (the launch's -loadvm). */
   bootFrom?: BootFrom;
   /** After the start: wait for this probe (manifest `ready:`). */
@@ -64,7 +70,12 @@ export interface StartSteps {
   saveSnapshot?: string;
 }
 
-export interface StartChange extends StartSteps {
+/** Changes that must be finished before this one starts (a VM leaving the manifest frees a disk or port). */
+export interface Ordered {
+  after?: string[];
+}
+
+export interface StartChange extends StartSteps, Ordered {
   action: 'start';
   vm: string;
   /** Display only. */
@@ -82,7 +93,7 @@ export interface StartChange extends StartSteps {
   socket: string;
 }
 
-export interface RestartChange extends StartSteps {
+export interface RestartChange extends StartSteps, Ordered {
   action: 'restart';
   vm: string;
   pid: number;
@@ -123,8 +134,14 @@ export interface UpdateChange {
   netdev: string;
   add: PlannedForward[];
   remove: RemovedForward[];
-  /** The VM was paused (someone ran `stop`): continue it. */
+  /** The VM was paused (someone ran `stop`), or paused on a full disk that has room again: continue it. */
   resume: boolean;
+  /** Display only: why it is resumed, when not simply paused by hand. */
+  resumeReason?: string;
+  /** Delete qvm's hibernation snapshot: on a running VM it is left over, and must never be loaded. */
+  dropStraySnapshot?: string;
+  /** Remove the VM's hibernation record: a running VM has no saved state to resume. */
+  forgetSavedState?: boolean;
 }
 
 /** Display only: why a VM is stopped. */
@@ -141,15 +158,26 @@ export interface StopChange {
   stopTimeoutMs: number;
   /** The guest already powered off (runstate shutdown): quit without waiting. */
   alreadyPoweredOff: boolean;
+  /** Before stopping: delete qvm's hibernation snapshot, left over on this running VM's disk. */
+  dropStraySnapshot?: string;
+  /** Remove the VM's hibernation record: a stale one, on a VM that is not hibernated. */
+  forgetSavedState?: boolean;
 }
 
-/** state: saved: savevm to qvm's own tag, then quit. The next start resumes there. */
+/**
+ * state: saved: savevm to qvm's own tag, then quit, then record (durably) that the VM was hibernated. Only that
+ * record lets a later start resume there.
+ */
 export interface SaveChange {
   action: 'save';
   vm: string;
   pid: number;
   socket: string;
   tag: string;
+  /** The disk the state is saved into. */
+  disk: string;
+  /** How the VM runs now, for the record: resuming needs the same configuration. */
+  launch?: RecordedLaunch;
 }
 
 export type VmChange = StartChange | RestartChange | UpdateChange | StopChange | SaveChange;

@@ -59,3 +59,19 @@ export function commandLineProblem(command: string): string | undefined {
   if (command.trim() === '') return 'the monitor command is empty';
   return undefined;
 }
+
+/**
+ * HMP's line editor keeps at most 4095 bytes of a line and runs the cut-off prefix: a longer command line is
+ * refused before anything is sent. (QMP's human-monitor-command has no such limit.)
+ */
+export const MAX_HMP_LINE_BYTES = 4095;
+
+/** Why a command line cannot go to an HMP socket, or undefined when it can. */
+export function hmpLineProblem(command: string): string | undefined {
+  const single = commandLineProblem(command);
+  if (single) return single;
+  const bytes = Buffer.byteLength(command);
+  return bytes > MAX_HMP_LINE_BYTES
+    ? `the command is ${bytes} bytes, and an HMP monitor reads at most ${MAX_HMP_LINE_BYTES} bytes of a line (it would run the first ${MAX_HMP_LINE_BYTES}); send it through a QMP socket`
+    : undefined;
+}

@@ -17,7 +17,7 @@ import {
   MonitorTimeoutError,
 } from '../errors.js';
 import { formatDuration } from '../model/units.js';
-import { commandLineProblem, hmpFailure } from './command-line.js';
+import { hmpFailure, hmpLineProblem } from './command-line.js';
 import { closedByQvm, endSocket, type GreetedSocket, openAndGreet } from './socket.js';
 
 const PROMPT = '(qemu) ';
@@ -98,7 +98,7 @@ export class HmpClient {
    */
   hmp(commandLine: string, options: { timeoutMs?: number } = {}): Promise<string> {
     const run = async () => {
-      const refused = commandLineProblem(commandLine);
+      const refused = hmpLineProblem(commandLine);
       if (refused) throw new MonitorCommandError(commandLine, refused, this.socketPath);
       if (this.closedWith) throw this.closedWith;
       const reply = this.untilPrompt(options.timeoutMs ?? this.timeoutMs, commandLine);

@@ -1,14 +1,17 @@
 /**
- * qemu-img: reading disk facts and creating disks. Creating never overwrites: the image is written under a
- * temporary name in the same folder and then hard-linked to its final name, which fails if anything exists
- * there, so a concurrent creator or an existing file always wins and a half-written image never carries the
- * final name.
+ * qemu-img: reading disk facts and creating disks. Every call names the image's format with -f: qemu-img never
+ * guesses it from the content, which a guest controls (a raw disk whose guest wrote a qcow2 header naming a
+ * host file as its backing file would otherwise be read as that qcow2, and hand the guest the host file).
+ *
+ * Creating never overwrites: the image is written under a temporary name in the same folder and then
+ * hard-linked to its final name, which fails if anything exists there, so a concurrent creator or an existing
+ * file always wins and a half-written image never carries the final name.
  */
 import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { DiskExistsError, QemuProcessError } from '../errors.js';
+import { DiskExistsError, MissingToolError, QemuProcessError } from '../errors.js';
 import { formatSize } from '../model/units.js';
 import { isAlive } from '../runtime/process.js';
 
@@ -30,6 +33,11 @@ async function run(args: string[], what: string): Promise<string> {
     stdin: 'ignore',
   });
   if (result.failed) {
+    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+      throw new MissingToolError(
+        `${QEMU_IMG} is not installed; install it with: sudo apt-get install -y --no-install-recommends qemu-utils`,
+      );
+    }
     const stderr = String(result.stderr).trim();
     const message = result.timedOut
       ? `qemu-img did not finish ${what} within ${QEMU_IMG_TIMEOUT_MS / 1000}s`
@@ -42,11 +50,11 @@ async function run(args: string[], what: string): Promise<string> {
 }
 
 /**
- * Facts about an image. `-U` (force-share) lets this read an image a running QEMU holds locked; it only reads
- * metadata.
+ * Facts about an image read as `format`; fails when the file is not an image of that format. `-U`
+ * (force-share) lets this read an image a running QEMU holds locked; it only reads metadata.
  */
-export async function imageInfo(file: string): Promise<ImageInfo> {
-  const text = await run(['info', '-U', '--output=json', file], `reading ${file}`);
+export async function imageInfo(file: string, format: string): Promise<ImageInfo> {
+  const text = await run(['info', '-U', '-f', format, '--output=json', file], `reading ${file} as ${format}`);
   const info = JSON.parse(text) as {
     format: string;
     'virtual-size': number;
@@ -66,6 +74,8 @@ export interface DiskCreation {
   path: string;
   sizeBytes?: number;
   backing?: string;
+  /** The backing image's format, as the manifest declares it. */
+  backingFormat?: string;
 }
 
 /** Creates a qcow2 disk (preallocation off), or an overlay of `backing`. Never replaces an existing file. */
@@ -79,8 +89,9 @@ export async function createDisk(disk: DiskCreation): Promise<void> {
   );
   const args = ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=off'];
   if (disk.backing) {
-    const backing = await imageInfo(disk.backing);
-    args.push('-b', disk.backing, '-F', backing.format);
+    // Read the backing image as its declared format first: a mismatch is an error here, not a broken overlay.
+    await imageInfo(disk.backing, disk.backingFormat ?? 'qcow2');
+    args.push('-b', disk.backing, '-F', disk.backingFormat ?? 'qcow2');
   }
   args.push(temporary);
   if (disk.sizeBytes !== undefined) args.push(String(disk.sizeBytes));
@@ -144,10 +155,24 @@ export function fileIdentity(file: string): { dev: number; ino: number } | undef
 
 /** Deletes an internal snapshot from the image of a stopped VM. */
 export async function deleteSnapshot(file: string, tag: string): Promise<void> {
-  await run(['snapshot', '-d', tag, file], `deleting snapshot ${tag} from ${file}`);
+  // `qemu-img snapshot` has no -f: the format goes in --image-opts (snapshots live only in qcow2 images).
+  await run(
+    [
+      'snapshot',
+      '--image-opts',
+      '-q',
+      '-d',
+      tag,
+      `driver=qcow2,file.driver=file,file.filename=${file.replace(/,/g, ',,')}`,
+    ],
+    `deleting snapshot ${tag} from ${file}`,
+  );
 }
 
 /** Grows a disk. Without --shrink, qemu-img itself refuses to make an image smaller. */
-export async function growDisk(file: string, sizeBytes: number): Promise<void> {
-  await run(['resize', '-q', file, String(sizeBytes)], `growing ${file} to ${formatSize(sizeBytes)}`);
+export async function growDisk(file: string, format: string, sizeBytes: number): Promise<void> {
+  await run(
+    ['resize', '-q', '-f', format, file, String(sizeBytes)],
+    `growing ${file} to ${formatSize(sizeBytes)}`,
+  );
 }

@@ -35,6 +35,44 @@ function isGreeting(v: unknown): v is QmpGreeting {
   return typeof q.major === 'number' && typeof q.minor === 'number' && typeof q.micro === 'number';
 }
 
+/** A block device as qvm reads it from `query-block`. */
+export interface BlockDevice {
+  /** The drive's id (`disk0` for the VM's disk). */
+  device: string;
+  /** ok, failed or nospace: set when an I/O error paused the VM (werror/rerror=stop). */
+  ioStatus?: string;
+  inserted?: {
+    file: string;
+    readOnly: boolean;
+    format: string;
+    virtualSizeBytes?: number;
+    snapshots: string[];
+  };
+}
+
+function blockDevice(d: Record<string, unknown>): BlockDevice {
+  const inserted = isObject(d.inserted) ? d.inserted : undefined;
+  const image = inserted && isObject(inserted.image) ? inserted.image : undefined;
+  const snapshots = image && Array.isArray(image.snapshots) ? image.snapshots : [];
+  return {
+    device: typeof d.device === 'string' ? d.device : '',
+    ...(typeof d['io-status'] === 'string' ? { ioStatus: d['io-status'] } : {}),
+    ...(inserted
+      ? {
+          inserted: {
+            file: typeof inserted.file === 'string' ? inserted.file : '',
+            readOnly: inserted.ro === true,
+            format: typeof inserted.drv === 'string' ? inserted.drv : '',
+            ...(typeof image?.['virtual-size'] === 'number'
+              ? { virtualSizeBytes: image['virtual-size'] }
+              : {}),
+            snapshots: snapshots.flatMap((x) => (isObject(x) && typeof x.name === 'string' ? [x.name] : [])),
+          },
+        }
+      : {}),
+  };
+}
+
 export interface QmpGreeting {
   QMP: {
     version: { qemu: { major: number; minor: number; micro: number }; package: string };
@@ -217,6 +255,20 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
       throw error;
     }
     return reply.status;
+  }
+
+  /** The VM's block devices (`query-block`): what each holds, its format, size and snapshots, its I/O status. */
+  async queryBlock(options: { timeoutMs?: number } = {}): Promise<BlockDevice[]> {
+    const reply = await this.execute('query-block', undefined, options);
+    if (!Array.isArray(reply)) {
+      const error = new MonitorProtocolError(
+        `QEMU answered query-block with ${JSON.stringify(reply)?.slice(0, 80)}`,
+        this.socketPath,
+      );
+      this.shutdown(error);
+      throw error;
+    }
+    return reply.filter(isObject).map(blockDevice);
   }
 
   /** Resolves with the first event for which `match` is true, or rejects at the deadline or on close. */

@@ -12,7 +12,8 @@ import type { Observation } from '../observe/types.js';
 import { plan as makePlan, type PlanOptions } from '../plan/plan.js';
 import type { Plan } from '../plan/types.js';
 import { acquireLock, type LockHolder } from '../runtime/lock.js';
-import { type Namespace, namespaceFor } from '../runtime/paths.js';
+import { capSerialLog } from '../runtime/logs.js';
+import { checkNamespace, type Namespace, namespaceFor, vmPaths } from '../runtime/paths.js';
 
 /** A loaded manifest and the runtime namespace its VMs live in. */
 export interface Context {
@@ -20,10 +21,15 @@ export interface Context {
   namespace: Namespace;
 }
 
-/** Loads and checks the manifest (throws ManifestError), and finds its namespace. */
+/**
+ * Loads and checks the manifest (throws ManifestError), and finds its namespace, whose folders are checked
+ * before anything in them is read: a folder another user owns or can write is refused (RuntimeDirError).
+ */
 export async function loadContext(source: string): Promise<Context> {
   const manifest = await loadManifest(source);
-  return { manifest, namespace: namespaceFor(source) };
+  const namespace = namespaceFor(source);
+  checkNamespace(namespace);
+  return { manifest, namespace };
 }
 
 export interface PassRequest {
@@ -81,6 +87,13 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
     const observation = await (request.observer ?? observe)(context.manifest, context.namespace, {
       timeoutMs: request.timeoutMs,
     });
+    for (const vm of [
+      ...context.manifest.vms.map((v) => v.name),
+      ...observation.orphans.map((o) => o.name),
+    ]) {
+      if (!context.manifest.vms.find((v) => v.name === vm)?.monitor)
+        capSerialLog(vmPaths(context.namespace, vm));
+    }
     const plan = makePlan(context.manifest, observation, { ...options, namespace: context.namespace });
     request.onPlan?.(plan, context);
     const applied = request.dryRun ? { ...plan, changes: [] } : (request.select ?? ((p: Plan) => p))(plan);

@@ -1,14 +1,18 @@
 /**
  * One lock per namespace, so concurrent qvm runs (cron, CI, watch) never act on the same VMs at once.
  *
- * The lock is a Linux abstract unix socket (a name that exists only while a process listens on it). The
- * kernel releases it the moment its holder exits, however it exits, so a qvm killed mid-apply never leaves a
- * stale lock behind, and there is no lock file to clean up. The holder answers whoever connects with what it
- * is doing, so a waiter can say what it waits for.
+ * The lock is flock(2) on a file in the namespace's private runtime folder, so only its owner can take it (no
+ * other user can open the file, let alone hold or fake it). Node has no flock of its own: util-linux's
+ * flock(1) (always there on Debian) takes it in a small child that holds it until its stdin closes. qvm
+ * keeps that stdin open, so the kernel releases the lock the moment qvm exits, however it exits: a qvm killed
+ * mid-apply never leaves a stale lock behind. The holder writes what it is doing next to the lock, so a
+ * waiter can say what it waits for.
  */
-import net from 'node:net';
-import { LockBusyError } from '../errors.js';
-import type { Namespace } from './paths.js';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { LockBusyError, MissingToolError, RuntimeDirError } from '../errors.js';
+import { ensurePrivateDir, type Namespace } from './paths.js';
+import { isAlive } from './process.js';
 
 export interface LockHolder {
   pid: number;
@@ -20,53 +24,78 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-function lockName(namespace: Namespace): string {
-  return `\0qvm-${process.getuid?.() ?? 0}-${namespace.id}`;
-}
+/** flock's exit status when the lock is busy and it was told not to wait. */
+const BUSY = 75;
 
-function tryListen(name: string, info: LockHolder): Promise<net.Server | undefined> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer((socket) => socket.end(JSON.stringify(info)));
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') resolve(undefined);
-      else reject(error);
-    });
-    server.listen(name, () => {
-      // The lock must not keep a finished qvm alive.
-      server.unref();
-      resolve(server);
-    });
-  });
-}
-
-/** Asks the current holder what it is doing; undefined if it does not say within a moment. */
-function lockHolder(namespace: Namespace): Promise<LockHolder | undefined> {
-  return new Promise((resolve) => {
-    const socket = net.connect(lockName(namespace));
-    let data = '';
-    const done = (value: LockHolder | undefined) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(value);
-    };
-    const timer = setTimeout(() => done(undefined), 1000);
-    socket.on('data', (chunk) => {
-      data += chunk;
-    });
-    socket.on('end', () => {
-      try {
-        done(JSON.parse(data) as LockHolder);
-      } catch {
-        done(undefined);
-      }
-    });
-    socket.on('error', () => done(undefined));
-  });
+/** Who holds the lock now, as the holder wrote it; undefined when unknown or the writer is gone. */
+function lockHolder(namespace: Namespace): LockHolder | undefined {
+  try {
+    const holder = JSON.parse(readFileSync(`${namespace.lock}.holder`, 'utf8')) as LockHolder;
+    return typeof holder.pid === 'number' && isAlive(holder.pid) ? holder : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The lock holder in words: `qvm apply (pid 1234, since ...)`. */
 export function describeHolder(holder: LockHolder | undefined): string {
   return holder ? `qvm ${holder.command} (pid ${holder.pid}, since ${holder.since})` : 'another qvm';
+}
+
+/** A flock(1) child that takes the lock (waiting for it when `wait`), then holds it while its stdin is open. */
+function flockChild(file: string, wait: boolean): ChildProcessWithoutNullStreams {
+  const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(BUSY), file];
+  return spawn('flock', [...args, 'sh', '-c', 'echo locked; exec cat >/dev/null'], { stdio: 'pipe' });
+}
+
+/** Resolves 'locked' once the child holds the lock, or how it ended without it. */
+function outcome(
+  child: ChildProcessWithoutNullStreams,
+): Promise<'locked' | { code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.stdout.setEncoding('utf8').once('data', () => resolve('locked'));
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      resolve({ code: error.code === 'ENOENT' ? -2 : -1, stderr: error.message }),
+    );
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
+/** The held lock: releasing closes the child's stdin, which ends it, which releases the lock. */
+function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, command: string): Lock {
+  // A forgotten lock must not keep a finished qvm alive; the kernel frees it when qvm exits anyway.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr])
+    (stream as unknown as { unref?: () => void }).unref?.();
+  const info: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
+  try {
+    const temporary = `${namespace.lock}.holder.tmp-${process.pid}`;
+    writeFileSync(temporary, JSON.stringify(info), { mode: 0o600 });
+    renameSync(temporary, `${namespace.lock}.holder`);
+  } catch {
+    // Who holds the lock is only for a waiter's message.
+  }
+  return {
+    // Waits until the child has gone (so the lock is free for whoever runs next), a second at most.
+    release: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.ref();
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          resolve();
+        }, 1000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.stdin.end();
+      }),
+  };
 }
 
 /**
@@ -78,27 +107,40 @@ export async function acquireLock(
   command: string,
   options: { wait: boolean; onWait?: (holder: LockHolder | undefined) => void; signal?: AbortSignal },
 ): Promise<Lock> {
-  const name = lockName(namespace);
-  const info: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
-  let told = false;
-  for (;;) {
-    const server = await tryListen(name, info);
-    if (server) {
-      return {
-        release: () => new Promise<void>((resolve) => server.close(() => resolve())),
-      };
-    }
-    const holder = await lockHolder(namespace);
+  ensurePrivateDir(namespace.dir);
+  try {
+    // flock(1) would create it with the umask's mode: make it private first.
+    closeSync(openSync(namespace.lock, 'a', 0o600));
+  } catch (error) {
+    throw new RuntimeDirError(`cannot create ${namespace.lock}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  let child = flockChild(namespace.lock, false);
+  let result = await outcome(child);
+  if (result !== 'locked' && result.code === BUSY) {
+    const holder = lockHolder(namespace);
     if (!options.wait) {
       throw new LockBusyError(
         `${describeHolder(holder)} is working on the VMs of ${namespace.source}; not waiting (--no-wait)`,
       );
     }
-    if (!told) {
-      told = true;
-      options.onWait?.(holder);
-    }
+    options.onWait?.(holder);
     if (options.signal?.aborted) throw new LockBusyError('stopped waiting for the lock');
-    await new Promise((r) => setTimeout(r, 100));
+    child = flockChild(namespace.lock, true);
+    const abort = () => child.kill('SIGTERM');
+    options.signal?.addEventListener('abort', abort, { once: true });
+    result = await outcome(child);
+    options.signal?.removeEventListener('abort', abort);
+    if (result !== 'locked' && options.signal?.aborted)
+      throw new LockBusyError('stopped waiting for the lock');
   }
+  if (result === 'locked') return held(child, namespace, command);
+  if (result.code === -2)
+    throw new MissingToolError(
+      'flock is not installed; it comes with util-linux: apt-get install util-linux',
+    );
+  throw new RuntimeDirError(
+    `cannot lock ${namespace.lock}: ${result.stderr.trim() || `flock exited ${result.code}`}`,
+  );
 }

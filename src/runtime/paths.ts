@@ -1,25 +1,34 @@
 /**
- * Where qvm keeps a VM's runtime files: sockets, pidfile, logs and the launch record. One private folder
- * per manifest (its namespace), one subfolder per VM, so two manifests in different folders can both have a
- * VM named `web`. Unix socket paths are limited to about 108 bytes, so the folder is short and does not
- * contain the manifest's path: the namespace is a hash of it.
+ * Where qvm keeps what it knows about VMs, named in one place. Two roots, one folder per manifest (its
+ * namespace, a hash of the manifest's path, so two manifests can both have a VM named `web` and socket paths
+ * stay short) and one subfolder per VM:
  *
+ * The runtime root holds what lives as long as the process: sockets, pidfile, logs, the launch record.
  *   <root>/<namespace>/namespace.json     which manifest (or folder of manifests) this namespace belongs to
+ *   <root>/<namespace>/lock               the namespace's lock (flock; only the owner can open it)
  *   <root>/<namespace>/<vm>/qmp.sock      QMP, for qvm's own commands
  *   <root>/<namespace>/<vm>/events.sock   QMP, held by `qvm watch` for events, so the first stays free
  *   <root>/<namespace>/<vm>/hmp.sock      HMP, for people (`qvm console`, `qvm monitor VM`), so an open
  *                                         console never blocks qvm's own QMP socket
- *   <root>/<namespace>/<vm>/serial.sock   the serial console (also logged to serial.log)
+ *   <root>/<namespace>/<vm>/serial.sock   the serial console (also logged to serial.log, capped)
  *   <root>/<namespace>/<vm>/qemu.pid      QEMU's pidfile (locked by QEMU while it runs)
  *   <root>/<namespace>/<vm>/launch.json   how the running process was started (argv and launch spec)
- *   <root>/<namespace>/<vm>/disks.json    the disks qvm created for this VM (for destroy --delete-disks)
  *   <root>/<namespace>/<vm>/qemu.log      QEMU's own messages (via -D; the previous run's in qemu.previous.log)
  *   <root>/kvm-probe.json                 whether KVM can run guests here, cached per host boot
  *
- * root is $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /tmp/qvm-<uid>; it must be ours and 0700.
+ * The state root holds what must outlive the process and a reboot:
+ *   <state>/<namespace>/<vm>/disks.json        the disks qvm created or first opened, with inode and format
+ *   <state>/<namespace>/<vm>/saved-state.json  the VM was hibernated by qvm (state: saved), and how it ran
+ *
+ * The runtime root does not depend on how qvm was started (a login shell, cron, sudo, systemd): it is
+ * $QVM_RUNTIME_DIR when that is set (an explicit override), else /run/qvm for root and /tmp/qvm-<uid> for
+ * everyone else. The state root is $QVM_STATE_DIR, else $XDG_STATE_HOME/qvm, else ~/.local/state/qvm with ~
+ * read from the password database, not $HOME. Every folder must be ours and 0700: qvm checks each one it
+ * reads, not only the ones it creates.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { type Dirent, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { RuntimeDirError } from '../errors.js';
 import { VM_NAME } from '../model/names.js';
@@ -34,12 +43,17 @@ export interface VmPaths {
   hmp: string;
   serial: string;
   serialLog: string;
+  /** The serial log's previous part, once it was rotated (serial.log is capped). */
+  serialLogRotated: string;
   pidfile: string;
   launch: string;
-  createdDisks: string;
   qemuLog: string;
   /** The previous run's qemu.log (QEMU truncates its log when it starts). */
   previousQemuLog: string;
+  /** The VM's folder in the state root, and the records kept there. */
+  stateDir: string;
+  disks: string;
+  savedState: string;
 }
 
 export interface Namespace {
@@ -47,9 +61,14 @@ export interface Namespace {
   id: string;
   /** Absolute path of the manifest file or folder the namespace belongs to. */
   source: string;
+  /** The namespace's folder in the runtime root. */
   dir: string;
   /** namespace.json: which manifest the namespace belongs to, so a port held by one of its VMs can be named. */
   record: string;
+  /** The namespace's lock file. */
+  lock: string;
+  /** The namespace's folder in the state root. */
+  stateDir: string;
 }
 
 /** The KVM probe's cached answer (qemu/accel.ts), shared by every namespace of the root. */
@@ -57,15 +76,62 @@ export function kvmProbeCache(root = runtimeRoot()): string {
   return path.join(root, 'kvm-probe.json');
 }
 
-/** The folder every namespace lives in. */
+function uid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+/** The folder every namespace's runtime files live in. */
 export function runtimeRoot(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.QVM_RUNTIME_DIR) return path.resolve(env.QVM_RUNTIME_DIR);
-  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'qvm');
-  return `/tmp/qvm-${process.getuid?.() ?? 0}`;
+  const explicit = env.QVM_RUNTIME_DIR;
+  if (explicit !== undefined && explicit !== '') {
+    if (!path.isAbsolute(explicit))
+      throw new RuntimeDirError(`QVM_RUNTIME_DIR must be an absolute path, got ${JSON.stringify(explicit)}`);
+    return path.normalize(explicit);
+  }
+  if (uid() === 0 && isDirectory('/run')) return '/run/qvm';
+  return `/tmp/qvm-${uid()}`;
+}
+
+/** Whether the runtime root comes from QVM_RUNTIME_DIR rather than qvm's own default. */
+export function runtimeRootOverridden(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.QVM_RUNTIME_DIR !== undefined && env.QVM_RUNTIME_DIR !== '';
+}
+
+/** The folder qvm's durable records live in. */
+export function stateRoot(env: NodeJS.ProcessEnv = process.env): string {
+  const named = (variable: string, suffix: string) => {
+    const value = env[variable];
+    if (value === undefined || value === '') return undefined;
+    if (!path.isAbsolute(value))
+      throw new RuntimeDirError(`${variable} must be an absolute path, got ${JSON.stringify(value)}`);
+    return path.join(path.normalize(value), suffix);
+  };
+  return (
+    named('QVM_STATE_DIR', '') ??
+    named('XDG_STATE_HOME', 'qvm') ??
+    path.join(homeOf(), '.local', 'state', 'qvm')
+  );
+}
+
+/** The user's home from the password database: sudo, cron and systemd set $HOME differently, the uid is one. */
+function homeOf(): string {
+  try {
+    return userInfo().homedir;
+  } catch {
+    return process.env.HOME ?? '/';
+  }
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** The namespace of a manifest file or folder; the same path always gives the same namespace. */
-export function namespaceFor(source: string, root = runtimeRoot()): Namespace {
+export function namespaceFor(source: string, root = runtimeRoot(), state = stateRoot()): Namespace {
   let absolute = path.resolve(source);
   try {
     absolute = realpathSync(absolute);
@@ -79,7 +145,14 @@ export function namespaceFor(source: string, root = runtimeRoot()): Namespace {
   }
   const id = createHash('sha256').update(absolute).digest('hex').slice(0, 16);
   const dir = path.join(root, id);
-  return { id, source: absolute, dir, record: namespaceRecord(dir) };
+  return {
+    id,
+    source: absolute,
+    dir,
+    record: namespaceRecord(dir),
+    lock: path.join(dir, 'lock'),
+    stateDir: path.join(state, id),
+  };
 }
 
 /** namespace.json in a namespace folder: which manifest the namespace belongs to. */
@@ -87,11 +160,12 @@ export function namespaceRecord(namespaceDir: string): string {
   return path.join(namespaceDir, 'namespace.json');
 }
 
-/** The runtime files of one VM of a namespace. */
+/** The runtime and state files of one VM of a namespace. */
 export function vmPaths(namespace: Namespace, vm: string): VmPaths {
   // Names are validated by the manifest schema; this is the last line against a name escaping the folder.
   if (!VM_NAME.test(vm)) throw new RuntimeDirError(`invalid VM name ${JSON.stringify(vm)}`);
   const dir = path.join(namespace.dir, vm);
+  const stateDir = path.join(namespace.stateDir, vm);
   const paths: VmPaths = {
     dir,
     qmp: path.join(dir, 'qmp.sock'),
@@ -99,11 +173,14 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     hmp: path.join(dir, 'hmp.sock'),
     serial: path.join(dir, 'serial.sock'),
     serialLog: path.join(dir, 'serial.log'),
+    serialLogRotated: path.join(dir, 'serial.log.1'),
     pidfile: path.join(dir, 'qemu.pid'),
     launch: path.join(dir, 'launch.json'),
-    createdDisks: path.join(dir, 'disks.json'),
     qemuLog: path.join(dir, 'qemu.log'),
     previousQemuLog: path.join(dir, 'qemu.previous.log'),
+    stateDir,
+    disks: path.join(stateDir, 'disks.json'),
+    savedState: path.join(stateDir, 'saved-state.json'),
   };
   for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
@@ -139,15 +216,27 @@ export function ensurePrivateDir(dir: string): void {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new RuntimeDirError(
-      `cannot create the runtime folder ${dir}: ${code === 'EROFS' ? 'read-only file system' : code === 'EACCES' ? 'permission denied' : (error as Error).message}`,
+      `cannot create the runtime folder ${dir}: ${code === 'EROFS' ? 'read-only file system' : code === 'EACCES' ? 'permission denied' : code === 'ENOSPC' ? 'no space left on device' : (error as Error).message}`,
       { cause: error },
     );
   }
-  const stat = lstatSync(dir);
+  checkPrivateDir(dir);
+}
+
+/**
+ * Checks a folder qvm reads: when it exists, it must be a real folder, ours and closed to others. A folder
+ * that someone else owns or can write could hold planted sockets, pidfiles or records.
+ */
+export function checkPrivateDir(dir: string): void {
+  let stat: ReturnType<typeof lstatSync>;
+  try {
+    stat = lstatSync(dir);
+  } catch {
+    return; // not there: nothing to trust or distrust
+  }
   if (!stat.isDirectory())
     throw new RuntimeDirError(`${dir} is not a folder (a symlink or a file is in the way)`);
-  const uid = process.getuid?.();
-  if (uid !== undefined && stat.uid !== uid) {
+  if (stat.uid !== uid()) {
     throw new RuntimeDirError(
       `${dir} belongs to another user (uid ${stat.uid}); qvm keeps monitor sockets there`,
     );
@@ -156,5 +245,30 @@ export function ensurePrivateDir(dir: string): void {
     throw new RuntimeDirError(
       `${dir} is open to other users (mode ${(stat.mode & 0o777).toString(8)}); qvm keeps monitor sockets there. Run: chmod 700 ${dir}`,
     );
+  }
+}
+
+/** Checks every folder of a namespace that qvm may read: both roots, the namespace folders, each VM folder. */
+export function checkNamespace(namespace: Namespace): void {
+  for (const dir of [
+    path.dirname(namespace.dir),
+    namespace.dir,
+    path.dirname(namespace.stateDir),
+    namespace.stateDir,
+  ]) {
+    checkPrivateDir(dir);
+  }
+  for (const parent of [namespace.dir, namespace.stateDir]) {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(parent, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    // VM folders, and anything planted in their place (a symlink named like a VM is refused, not followed).
+    for (const entry of entries) {
+      if (VM_NAME.test(entry.name) && (entry.isDirectory() || entry.isSymbolicLink()))
+        checkPrivateDir(path.join(parent, entry.name));
+    }
   }
 }

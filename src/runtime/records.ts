@@ -3,14 +3,21 @@
  * world (observation asks QEMU and /proc); it answers questions the world cannot:
  * - launch.json: how a running process was started, valid only while that process (same pid, same argv)
  *   runs. Lets the plan say "memory 512M -> 1G" instead of only "the command line changed".
- * - disks.json: disks qvm created, with their inode, so `destroy --delete-disks` deletes only those, and
- *   never a file that was there before or was replaced since.
+ * - disks.json (state root): each disk qvm created or first opened, with its inode and format. qvm opens a
+ *   disk in the format it recorded, never the one its content suggests, and `destroy --delete-disks` deletes
+ *   only disks qvm created, never a file that was there before or was replaced since.
+ * - saved-state.json (state root): the VM was hibernated by qvm. Only with this record is the hibernation
+ *   snapshot ever loaded: a tag on the disk alone may be left over from an interrupted save, and loading it
+ *   would revert the disk.
  *
  * Records on disk have types of their own, versioned, and are checked when read: a record written by another
  * qvm version, or damaged, is reported as unreadable, never trusted and never a crash.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { RuntimeDirError } from '../errors.js';
 import type { HostForward } from '../model/forward.js';
+import { ensurePrivateDir } from './paths.js';
 
 /** How a process was started, as launch.json keeps it: the launch spec without what only matters at boot. */
 export interface RecordedLaunch {
@@ -49,11 +56,28 @@ export interface UnreadableRecord {
   unreadable: string;
 }
 
-export interface CreatedDisk {
+/** A disk as qvm first met it: the file (by inode, so a replaced file is not taken for it) and its format. */
+export interface KnownDisk {
   path: string;
   dev: number;
   ino: number;
-  createdAt: string;
+  /** The format qvm created it with or first opened it as; it is always opened as this. */
+  format: string;
+  /** qvm created this file (only then may `destroy --delete-disks` delete it). */
+  created: boolean;
+  at: string;
+}
+
+/** A hibernation qvm carried out: written after the VM's process ended, removed before it is resumed. */
+export interface SavedStateRecord {
+  version: 1;
+  vm: string;
+  tag: string;
+  savedAt: string;
+  /** The disk the state is in, by inode: a different file at that path does not hold this state. */
+  disk: { path: string; dev: number; ino: number };
+  /** How the VM ran when it was saved; QEMU resumes only with the same devices and memory. */
+  launch?: RecordedLaunch;
 }
 
 type ReadResult = { value: unknown } | { missing: true } | UnreadableRecord;
@@ -73,11 +97,61 @@ function readJson(file: string): ReadResult {
   }
 }
 
-/** Writes via a temporary file and rename, so a crash never leaves half a record. */
-function writeJson(file: string, value: unknown): void {
+/**
+ * Writes via a temporary file and rename, so a crash never leaves half a record; `durable` also syncs the file
+ * and its folder, so the record survives a power cut. The folder is created private when missing. A write
+ * that fails (a full or read-only disk) is a RuntimeDirError naming the file.
+ */
+function writeJson(file: string, value: unknown, options: { durable?: boolean } = {}): void {
   const temporary = `${file}.tmp-${process.pid}`;
-  writeFileSync(temporary, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
-  renameSync(temporary, file);
+  try {
+    ensurePrivateDir(path.dirname(file));
+    const fd = openSync(temporary, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+      if (options.durable) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, file);
+    if (options.durable) syncFolder(path.dirname(file));
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    if (error instanceof RuntimeDirError) throw error;
+    throw new RuntimeDirError(`cannot write ${file}: ${errnoText(error)}`, { cause: error });
+  }
+}
+
+function syncFolder(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Removes a record file; a failure is a RuntimeDirError naming it. */
+export function removeRecord(file: string): void {
+  try {
+    rmSync(file, { force: true });
+  } catch (error) {
+    throw new RuntimeDirError(`cannot remove ${file}: ${errnoText(error)}`, { cause: error });
+  }
+}
+
+/** An fs error in words, with its code: "no space left on device (ENOSPC)". */
+export function errnoText(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on device',
+    EROFS: 'read-only file system',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EDQUOT: 'disk quota exceeded',
+    ENOENT: 'no such file or folder',
+  };
+  return e.code && words[e.code] ? `${words[e.code]} (${e.code})` : (e.message ?? String(error));
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -205,33 +279,61 @@ export function writeLaunchRecord(file: string, record: LaunchRecord): void {
   writeJson(file, record);
 }
 
-function isCreatedDisk(v: unknown): v is CreatedDisk {
+function isKnownDisk(v: unknown): v is KnownDisk {
   return (
     isObject(v) &&
     isString(v.path) &&
     typeof v.dev === 'number' &&
     typeof v.ino === 'number' &&
-    isString(v.createdAt)
+    isString(v.format) &&
+    typeof v.created === 'boolean'
   );
 }
 
-/** The disks qvm created for a VM; entries that are not well formed are ignored (never deleted by mistake). */
-export function readCreatedDisks(file: string): CreatedDisk[] {
+/** The disks qvm knows for a VM; entries that are not well formed are ignored (never deleted by mistake). */
+export function readKnownDisks(file: string): KnownDisk[] {
   const read = readJson(file);
   if (!('value' in read) || !Array.isArray(read.value)) return [];
-  return read.value.filter(isCreatedDisk);
+  return read.value.filter(isKnownDisk);
 }
 
-/** Adds a disk qvm just created to the VM's disks.json. */
-export function recordCreatedDisk(file: string, disk: CreatedDisk): void {
-  const disks = readCreatedDisks(file).filter((d) => d.path !== disk.path);
+/** Records a disk (replacing an earlier record of the same path). */
+export function recordKnownDisk(file: string, disk: KnownDisk): void {
+  const disks = readKnownDisks(file).filter((d) => d.path !== disk.path);
   writeJson(file, [...disks, disk]);
 }
 
-/** Removes a disk from the VM's disks.json (deleted, or no longer the file qvm created). */
-export function forgetCreatedDisk(file: string, diskPath: string): void {
+/** Removes a disk from the record (deleted, or no longer the file qvm knew). */
+export function forgetKnownDisk(file: string, diskPath: string): void {
   writeJson(
     file,
-    readCreatedDisks(file).filter((d) => d.path !== diskPath),
+    readKnownDisks(file).filter((d) => d.path !== diskPath),
   );
+}
+
+/** The hibernation record, undefined when there is none, or why it cannot be used. */
+export function readSavedState(file: string): SavedStateRecord | UnreadableRecord | undefined {
+  const read = readJson(file);
+  if ('missing' in read) return undefined;
+  if ('unreadable' in read) return read;
+  const v = read.value;
+  const ok =
+    isObject(v) &&
+    v.version === 1 &&
+    isString(v.vm) &&
+    isString(v.tag) &&
+    isString(v.savedAt) &&
+    isObject(v.disk) &&
+    isString(v.disk.path) &&
+    typeof v.disk.dev === 'number' &&
+    typeof v.disk.ino === 'number' &&
+    optional(v.launch, isRecordedLaunch);
+  return ok
+    ? (v as unknown as SavedStateRecord)
+    : { unreadable: `${file} does not have the expected fields` };
+}
+
+/** Writes the hibernation record durably (fsync'd file, then rename). */
+export function writeSavedState(file: string, record: SavedStateRecord): void {
+  writeJson(file, record, { durable: true });
 }

@@ -4,7 +4,15 @@ import { formatDiagnostic } from '../../src/errors.js';
 import { parseYaml } from '../../src/manifest/load.js';
 import type { Manifest } from '../../src/manifest/types.js';
 import { checkManifest } from '../../src/manifest/validate.js';
-import type { DiskState, Observation, ObservedVm, RunningVm, StoppedVm } from '../../src/observe/types.js';
+import { SAVED_STATE_TAG } from '../../src/model/names.js';
+import type {
+  DiskState,
+  Observation,
+  ObservedVm,
+  RunningVm,
+  SavedStateObservation,
+  StoppedVm,
+} from '../../src/observe/types.js';
 import { launchSpec } from '../../src/plan/launch.js';
 import { buildQemuArgs, QEMU_SYSTEM } from '../../src/qemu/argv.js';
 import type { ObservedForward } from '../../src/qemu/parse/usernet.js';
@@ -16,6 +24,8 @@ export const NS: Namespace = {
   source: '/srv/vms/qvm.yaml',
   dir: '/run/qvm/ns',
   record: '/run/qvm/ns/namespace.json',
+  lock: '/run/qvm/ns/lock',
+  stateDir: '/var/lib/qvm/ns',
 };
 
 export function manifest(text: string): Manifest {
@@ -33,8 +43,15 @@ export function observation(
   return {
     vms: new Map(vms.map((v) => [v.name, v])),
     orphans,
-    host: { kvmUsable, kvmReason: 'test' },
+    host: {
+      kvmUsable,
+      kvmReason: 'test',
+      qemuInstalled: true,
+      memoryBytes: 64 * 2 ** 30,
+      runtimeRoot: '/run/qvm',
+    },
     portConflicts,
+    monitorClashes: [],
   };
 }
 
@@ -43,7 +60,15 @@ export function stopped(name: string, extra: Partial<StoppedVm> = {}): StoppedVm
 }
 
 export function disk(path: string, extra: Partial<DiskState> = {}): DiskState {
-  return { path, exists: true, format: 'qcow2', virtualSizeBytes: 64 * 2 ** 20, snapshots: [], ...extra };
+  return {
+    path,
+    exists: true,
+    format: 'qcow2',
+    virtualSizeBytes: 64 * 2 ** 20,
+    snapshots: [],
+    identity: { dev: 1, ino: 2 },
+    ...extra,
+  };
 }
 
 /**
@@ -88,5 +113,24 @@ export function runningAsSpecified(m: Manifest, name: string, extra: Partial<Run
     snapshots: [],
     ...(spec.disk ? { disk: disk(spec.disk.path) } : {}),
     ...extra,
+  };
+}
+
+/** A disk file that does not exist yet. */
+export function missingDisk(path: string): DiskState {
+  return { path, format: 'qcow2', exists: false };
+}
+
+/** The hibernation record qvm writes after a save, for the disk builder's file (dev 1, ino 2). */
+export function savedState(vm: string, path: string, launch?: LaunchRecord['launch']): SavedStateObservation {
+  return {
+    record: {
+      version: 1,
+      vm,
+      tag: SAVED_STATE_TAG,
+      savedAt: '2026-11-26T00:00:00.000Z',
+      disk: { path, dev: 1, ino: 2 },
+      ...(launch ? { launch } : {}),
+    },
   };
 }

@@ -5,8 +5,16 @@
  * - the CLI tests run the real `bin/qvm.js`, so dist/ is built from the current sources first.
  */
 import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 export default function setup(): void {
+  // A safety net: a test that forgets its own roots still never touches the user's /run/qvm or state folder.
+  const scratch = mkdtempSync(path.join(tmpdir(), 'qvm-test-'));
+  chmodSync(scratch, 0o700);
+  process.env.QVM_RUNTIME_DIR ??= path.join(scratch, 'run');
+  process.env.QVM_STATE_DIR ??= path.join(scratch, 'state');
   for (const tool of ['qemu-system-x86_64', 'qemu-img']) {
     try {
       execFileSync(tool, ['--version'], { stdio: 'ignore' });

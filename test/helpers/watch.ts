@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { QVM_BIN } from './cli.js';
+import { QVM_BIN, qvmEnv } from './cli.js';
 import { httpGet, manifestText, url } from './env.js';
 import { cmdline, isRunning, sleep } from './processes.js';
 import { freePort } from './qemu.js';
@@ -214,7 +214,7 @@ export class WatchProcess {
 export function startWatch(args: string[], options: { cwd: string; runtime: string }): WatchProcess {
   const child = spawn(process.execPath, [QVM_BIN, 'watch', ...args], {
     cwd: options.cwd,
-    env: { ...process.env, QVM_RUNTIME_DIR: options.runtime, NO_COLOR: '1' },
+    env: { ...process.env, ...qvmEnv(options.runtime), NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const watch = new WatchProcess(child);
@@ -375,7 +375,7 @@ export async function runWhilePolling(
   const startedAt = Date.now();
   const child = spawn(process.execPath, [QVM_BIN, ...args], {
     cwd: options.cwd,
-    env: { ...process.env, QVM_RUNTIME_DIR: options.runtime, NO_COLOR: '1' },
+    env: { ...process.env, ...qvmEnv(options.runtime), NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

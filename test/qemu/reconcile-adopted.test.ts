@@ -87,7 +87,13 @@ describe('a VM started outside qvm and adopted through its monitor socket', () =
     const status = await run(['status', '-f', 'm.yaml']);
     expect(status.exitCode).toBe(0);
     expect(statusTable(status.stdout)).toMatchObject([
-      { NAME: 'old (adopted)', STATE: 'running', PID: '-', FORWARDS: `0.0.0.0:${before}->22!`, UPTIME: '-' },
+      {
+        NAME: 'old (adopted)',
+        STATE: 'running',
+        PID: '-',
+        FORWARDS: `tcp 0.0.0.0:${before}->22!`,
+        UPTIME: '-',
+      },
     ]);
     expect(status.stdout).toContain('\n! marks a forward exposed beyond this machine (not on 127.0.0.1).\n');
   });

@@ -174,10 +174,10 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     const status = await run(['status', '-f', 'm.yaml']);
     expect(status.exitCode).toBe(0);
     expect(statusTable(status.stdout)).toMatchObject([
-      { NAME: 'web', STATE: 'running', FORWARDS: `0.0.0.0:${exposed}->80!, 127.0.0.1:${web}->80` },
+      { NAME: 'web', STATE: 'running', FORWARDS: `tcp 0.0.0.0:${exposed}->80!, tcp 127.0.0.1:${web}->80` },
     ]);
     expect(status.stdout).toContain('\n! marks a forward exposed beyond this machine (not on 127.0.0.1).\n');
-    expect((await statusOf(run, 'm.yaml', 'web')).exposed).toEqual([`0.0.0.0:${exposed}->80`]);
+    expect((await statusOf(run, 'm.yaml', 'web')).exposed).toEqual([`tcp 0.0.0.0:${exposed}->80`]);
     // Back to the plain manifest, so the next steps start from the command line the VM was started with.
     write();
     expect((await run(['apply', '-f', 'm.yaml'])).exitCode).toBe(0);
@@ -244,7 +244,7 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     const saved = await run(['apply', '-f', 'm.yaml']);
     expect(saved.exitCode).toBe(0);
     expect(normalize(saved.stdout)).toContain(
-      '\nweb: saving state (savevm qvm-saved-state)\nweb: quitting\nweb: saved (snapshot qvm-saved-state) and stopped in T\n',
+      '\nweb: saving state (savevm qvm-saved-state)\nweb: quitting\nweb: recording the saved state\nweb: saved (snapshot qvm-saved-state) and stopped in T\n',
     );
     expect(isRunning(pid)).toBe(false);
     expect(qemusUnder(vmDir)).toEqual([]);
@@ -430,7 +430,7 @@ describe.concurrent('two manifests in different folders, each with a VM named we
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     const row = await statusOf(runLong, 'm.yaml', 'web');
-    expect(row).toMatchObject({ state: 'running', forwards: [`127.0.0.1:${longPort}->80`] });
+    expect(row).toMatchObject({ state: 'running', forwards: [`tcp 127.0.0.1:${longPort}->80`] });
     longPid = row.pid!;
     expect(isRunning(longPid)).toBe(true);
     expect(existsSync(path.join(long, 'disks/web.qcow2'))).toBe(true);
@@ -444,11 +444,11 @@ describe.concurrent('two manifests in different folders, each with a VM named we
       statusOf(runLong, 'm.yaml', 'web'),
     ]);
     shortPid = shortRow.pid!;
-    expect(shortRow).toMatchObject({ state: 'running', forwards: [`127.0.0.1:${shortPort}->80`] });
+    expect(shortRow).toMatchObject({ state: 'running', forwards: [`tcp 127.0.0.1:${shortPort}->80`] });
     expect(longRow).toMatchObject({
       state: 'running',
       pid: longPid,
-      forwards: [`127.0.0.1:${longPort}->80`],
+      forwards: [`tcp 127.0.0.1:${longPort}->80`],
     });
     expect(shortPid).not.toBe(longPid);
     expect(isRunning(shortPid) && isRunning(longPid)).toBe(true);

@@ -284,7 +284,7 @@ describe('full and read-only folders', () => {
 function execQvm(args: string[], runtime: string): { exitCode: number; stdout: string; stderr: string } {
   try {
     const stdout = execFileSync(process.execPath, [QVM_BIN, ...args], {
-      env: { ...process.env, QVM_RUNTIME_DIR: runtime, NO_COLOR: '1' },
+      env: { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 60_000,

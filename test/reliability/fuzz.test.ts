@@ -284,6 +284,8 @@ describe('plan and apply on hostile but valid manifests', () => {
             waitReady: async () => ({ elapsedMs: 1 }),
             deleteSnapshotOffline: async () => {},
             growDisk: async () => {},
+            recordSavedState: () => {},
+            forgetSavedState: () => {},
           };
           await applyPlan(p, effects);
           return sent.every((command) => SAFE_MONITOR_COMMAND.test(command));

@@ -123,11 +123,13 @@ describe('QEMU refusing a forward at apply time', () => {
     );
     const web = (await statusJson(box, file)).find((r) => r.name === 'web')!;
     expect(web.state).toBe('running');
-    expect([...web.forwards].sort()).toEqual([`127.0.0.1:${added}->80`, `127.0.0.1:${kept}->80`].sort());
+    expect([...web.forwards].sort()).toEqual(
+      [`tcp 127.0.0.1:${added}->80`, `tcp 127.0.0.1:${kept}->80`].sort(),
+    );
     expect(listeningAddresses(added)).toEqual(['0100007F']);
     // The old VM still has its port: nothing was taken from it.
     const old = (await statusJson(box, file)).find((r) => r.name === 'old')!;
-    expect(old).toMatchObject({ inManifest: false, forwards: [`127.0.0.1:${held}->80`] });
+    expect(old).toMatchObject({ inManifest: false, forwards: [`tcp 127.0.0.1:${held}->80`] });
   });
 
   it('a forward to a guest address outside the user network (10.0.9.9) is not refused by QEMU 7.2', {

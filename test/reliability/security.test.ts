@@ -129,7 +129,7 @@ describe("an adopted VM's monitor socket", () => {
     expect(apply.stdout).toContain('theirs: updated live: 1 forward added');
     expect(mode(socket)).toBe(before);
     const [row] = await statusJson(box, file);
-    expect(row).toMatchObject({ name: 'theirs', adopted: true, forwards: [`127.0.0.1:${port}->80`] });
+    expect(row).toMatchObject({ name: 'theirs', adopted: true, forwards: [`tcp 127.0.0.1:${port}->80`] });
     expect(mode(socket)).toBe(before);
     expect(other.exit).toBeUndefined();
   });
@@ -166,7 +166,7 @@ describe('forwards bind loopback unless an address is given', () => {
     expect(status.exitCode).toBe(0);
     const [row] = statusTable(status.stdout);
     expect(row!.FORWARDS!.split(', ').sort()).toEqual(
-      [`127.0.0.1:${mapping}->80`, `127.0.0.1:${rule}->22`, `0.0.0.0:${exposed}->8080!`].sort(),
+      [`tcp 127.0.0.1:${mapping}->80`, `tcp 127.0.0.1:${rule}->22`, `tcp 0.0.0.0:${exposed}->8080!`].sort(),
     );
     expect(status.stdout).toContain('! marks a forward exposed beyond this machine');
   });

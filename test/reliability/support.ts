@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { namespaceFor } from '../../src/runtime/paths.js';
-import { type CliResult, QVM_BIN, qvm } from '../helpers/cli.js';
+import { type CliResult, QVM_BIN, qvm, qvmEnv } from '../helpers/cli.js';
 import { manifestText, type StatusRow, statusRows } from '../helpers/env.js';
 import { killQemusUnder, until } from '../helpers/processes.js';
 import { removeDir } from '../helpers/qemu.js';
@@ -136,7 +136,7 @@ export async function holdLock(manifest: string, runtime: string): Promise<Helpe
     'setInterval(() => {}, 1 << 30);',
   ].join('\n');
   const holder = spawnHelper(process.execPath, ['--input-type=module', '-e', script], {
-    QVM_RUNTIME_DIR: runtime,
+    ...qvmEnv(runtime),
     QVM_TEST_MANIFEST: manifest,
   });
   await until('lock holder locked', () => holder.stdout().includes('locked') || !!holder.exit);
@@ -212,8 +212,7 @@ export function sandbox(prefix: string): Sandbox {
     root,
     runtime,
     run: (args, cwd = root) => qvm(args, { cwd, env: { QVM_RUNTIME_DIR: runtime } }),
-    spawnQvm: (args, cwd = root) =>
-      spawnHelper(process.execPath, [QVM_BIN, ...args], { QVM_RUNTIME_DIR: runtime }, cwd),
+    spawnQvm: (args, cwd = root) => spawnHelper(process.execPath, [QVM_BIN, ...args], qvmEnv(runtime), cwd),
     vmDir,
     pidfile,
     readPid: (manifest, vm) => Number.parseInt(readFileSync(pidfile(manifest, vm), 'utf8').trim(), 10),

@@ -5,7 +5,16 @@ import { applyPlan, type ProgressEvent } from '../../src/apply/executor.js';
 import { MonitorCommandError } from '../../src/errors.js';
 import { SAVED_STATE_TAG } from '../../src/model/names.js';
 import { plan } from '../../src/plan/plan.js';
-import { disk, manifest, NS, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
+import {
+  disk,
+  manifest,
+  missingDisk,
+  NS,
+  observation,
+  runningAsSpecified,
+  savedState,
+  stopped,
+} from '../helpers/builders.js';
 
 /** Records every effect; `fail` makes matching monitor commands fail with a QEMU message. */
 function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave = [SAVED_STATE_TAG]) {
@@ -16,7 +25,7 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     },
     async launch(vm, launch, bootedFrom) {
       calls.push(
-        `${vm}: launch${bootedFrom ? ` from ${bootedFrom}` : ''} (${launch.args.includes('-loadvm') ? 'with' : 'without'} -loadvm)`,
+        `${vm}: launch${bootedFrom ? ` from ${bootedFrom.tag}` : ''} (${launch.args.includes('-loadvm') ? 'with' : 'without'} -loadvm)`,
       );
       return 1000;
     },
@@ -45,8 +54,14 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     async deleteSnapshotOffline(diskPath, tag) {
       calls.push(`qemu-img snapshot -d ${tag} ${diskPath}`);
     },
-    async growDisk(diskPath, size) {
-      calls.push(`qemu-img resize ${diskPath} ${size}`);
+    async growDisk(diskPath, format, size) {
+      calls.push(`qemu-img resize -f ${format} ${diskPath} ${size}`);
+    },
+    recordSavedState(vm, saved) {
+      calls.push(`${vm}: record saved state ${saved.tag} on ${saved.disk}`);
+    },
+    forgetSavedState(vm) {
+      calls.push(`${vm}: forget saved state`);
     },
   };
   return { calls, effects };
@@ -57,11 +72,7 @@ const options = { namespace: NS, prune: false };
 describe('applyPlan', () => {
   it('creates the disk before launching, and reports done', async () => {
     const m = manifest('vms:\n  web:\n    disk: { path: d.qcow2, size: 1G }\n');
-    const p = plan(
-      m,
-      observation([stopped('web', { disk: { path: '/srv/vms/d.qcow2', exists: false } })]),
-      options,
-    );
+    const p = plan(m, observation([stopped('web', { disk: missingDisk('/srv/vms/d.qcow2') })]), options);
     const { calls, effects } = recordingEffects();
     const events: ProgressEvent[] = [];
     const results = await applyPlan(p, effects, { onProgress: (e) => events.push(e) });
@@ -101,6 +112,8 @@ describe('applyPlan', () => {
       `/run/qvm/ns/web/qmp.sock: savevm ${SAVED_STATE_TAG}`,
       '/run/qvm/ns/web/qmp.sock: info snapshots',
       'web: stop (already powered off)',
+      // Only after the process ended: the record is what lets a later start resume the state.
+      `web: record saved state ${SAVED_STATE_TAG} on /srv/vms/d.qcow2`,
     ]);
   });
 
@@ -119,7 +132,12 @@ describe('applyPlan', () => {
     const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
     const p = plan(
       m,
-      observation([stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }) })]),
+      observation([
+        stopped('web', {
+          disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }),
+          savedState: savedState('web', '/srv/vms/d.qcow2'),
+        }),
+      ]),
       options,
     );
     const { calls, effects } = recordingEffects();

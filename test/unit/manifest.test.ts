@@ -52,8 +52,10 @@ describe('manifest v1', () => {
         cpus: 1,
         disk: {
           path: '/srv/vms/disks/web.qcow2',
+          format: 'qcow2',
           sizeBytes: 8 * 2 ** 30,
           backing: '/srv/vms/images/base.qcow2',
+          backingFormat: 'qcow2',
         },
         cdrom: '/srv/vms/iso/debian-12.iso',
         kernel: '/srv/vms/guest/vmlinuz',
@@ -132,7 +134,7 @@ describe('manifest v1', () => {
 
   it('reads a plain string disk, integer memory and numeric durations', () => {
     const vm = valid('vms:\n  a:\n    disk: d.qcow2\n    memory: 1024\n    stopTimeout: 5\n').vms[0]!;
-    expect(vm.disk).toEqual({ path: '/srv/vms/d.qcow2' });
+    expect(vm.disk).toEqual({ path: '/srv/vms/d.qcow2', format: 'qcow2' });
     expect(vm.memoryMiB).toBe(1024);
     expect(vm.stopTimeoutMs).toBe(5000);
   });

@@ -19,6 +19,9 @@ import { manifest, NS, observation, runningAsSpecified, stopped } from '../helpe
 import { removeDir, tempDir } from '../helpers/qemu.js';
 
 const root = tempDir('qvmp-');
+// Each run gets its own runtime and state roots, as every test does: never the user's own.
+process.env.QVM_RUNTIME_DIR = path.join(root, 'run');
+process.env.QVM_STATE_DIR = path.join(root, 'state');
 afterAll(() => removeDir(root));
 
 function recordingEffects(calls: string[]): Effects {
@@ -40,6 +43,8 @@ function recordingEffects(calls: string[]): Effects {
     waitReady: async () => ({ elapsedMs: 1 }),
     deleteSnapshotOffline: async () => {},
     growDisk: async () => {},
+    recordSavedState: () => {},
+    forgetSavedState: () => {},
   };
 }
 

@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { SAVED_STATE_TAG } from '../../src/model/names.js';
 import { plan } from '../../src/plan/plan.js';
 import { planJson, renderPlan } from '../../src/plan/render.js';
-import { disk, manifest, NS, observation, runningAsSpecified, stopped } from '../helpers/builders.js';
+import {
+  disk,
+  manifest,
+  missingDisk,
+  NS,
+  observation,
+  runningAsSpecified,
+  savedState,
+  stopped,
+} from '../helpers/builders.js';
 
 const options = { namespace: NS, prune: false };
 
@@ -13,7 +22,7 @@ describe('plan', () => {
     );
     const p = plan(
       m,
-      observation([stopped('web', { disk: { path: '/srv/vms/disks/web.qcow2', exists: false } })]),
+      observation([stopped('web', { disk: missingDisk('/srv/vms/disks/web.qcow2') })]),
       options,
     );
     expect(p.changes).toMatchObject([
@@ -126,10 +135,7 @@ describe('plan', () => {
     const old = runningAsSpecified(manifest('vms:\n  old: {}\n'), 'old');
     const p = plan(
       m,
-      observation(
-        [stopped('web', { disk: { path: '/srv/vms/disks/web.qcow2', exists: false } }), db, cache],
-        [old],
-      ),
+      observation([stopped('web', { disk: missingDisk('/srv/vms/disks/web.qcow2') }), db, cache], [old]),
       { namespace: NS, prune: true },
     );
     const text = renderPlan(p);
@@ -190,23 +196,105 @@ describe('plan', () => {
     );
   });
 
-  it('resumes a hibernated VM before anything else, and hibernates on state: saved', () => {
+  it('resumes a hibernated VM only with the record qvm wrote after saving it', () => {
     const m = manifest('vms:\n  web:\n    disk: d.qcow2\n    snapshot: ready\n');
+    const tagged = disk('/srv/vms/d.qcow2', { snapshots: ['ready', SAVED_STATE_TAG] });
     const p = plan(
       m,
-      observation([
-        stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready', SAVED_STATE_TAG] }) }),
-      ]),
+      observation([stopped('web', { disk: tagged, savedState: savedState('web', '/srv/vms/d.qcow2') })]),
       options,
     );
     expect(p.changes).toMatchObject([
       { action: 'start', reason: 'resume', bootFrom: { tag: SAVED_STATE_TAG, kind: 'saved-state' } },
     ]);
+    expect(renderPlan(p).split('\n')[0]).toBe('  + web   start: resume the saved state');
+  });
 
+  it('never loads a hibernation tag qvm has no record of: a problem, or dropped with --discard-saved-state', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
+    const tagged = observation([
+      stopped('web', { disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }) }),
+    ]);
+    const p = plan(m, tagged, options);
+    expect(p.changes).toEqual([]);
+    expect(p.problems.map((x) => x.message)).toEqual([
+      `has a hibernation snapshot (${SAVED_STATE_TAG}) on its disk, but qvm has no record of saving it (a save that was interrupted, or a VM hibernated by a qvm older than 0.2). It is not loaded: it may be older than what the disk holds now, and loading it would revert the disk. \`qvm apply --discard-saved-state\` drops it and boots cold`,
+    ]);
+    const discarded = plan(m, tagged, { ...options, discardSavedState: true });
+    expect(discarded.changes).toMatchObject([
+      { action: 'start', reason: 'new', dropSnapshots: [{ disk: '/srv/vms/d.qcow2', tag: SAVED_STATE_TAG }] },
+    ]);
+    expect(discarded.changes[0]).not.toHaveProperty('bootFrom');
+    expect(renderPlan(discarded).split('\n')[0]).toBe('  + web   start (drops the saved state)');
+    // A record for another file at that path (the disk was replaced) is no record of this disk.
+    const replaced = plan(
+      m,
+      observation([
+        stopped('web', {
+          disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG], identity: { dev: 1, ino: 99 } }),
+          savedState: savedState('web', '/srv/vms/d.qcow2'),
+        }),
+      ]),
+      options,
+    );
+    expect(replaced.problems[0]!.message).toContain('its record names another file at /srv/vms/d.qcow2');
+  });
+
+  it('says a saved state cannot resume with a changed configuration, and what to do', () => {
+    const before = manifest('vms:\n  web:\n    disk: d.qcow2\n    memory: 512M\n');
+    const after = manifest('vms:\n  web:\n    disk: d.qcow2\n    memory: 1G\n');
+    const recorded = runningAsSpecified(before, 'web').launch!.launch;
+    const obs = observation([
+      stopped('web', {
+        disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }),
+        savedState: savedState('web', '/srv/vms/d.qcow2', recorded),
+      }),
+    ]);
+    expect(plan(before, obs, options).changes).toMatchObject([{ action: 'start', reason: 'resume' }]);
+    const p = plan(after, obs, options);
+    expect(p.changes).toEqual([]);
+    expect(p.problems[0]!.message).toBe(
+      "was hibernated (2026-11-26T00:00:00.000Z) with another configuration than the manifest's now (memory 512M -> 1G), and QEMU resumes a saved state only with the configuration it was saved with. Set those fields back and apply to resume it, or `qvm apply --discard-saved-state` to drop the saved state and boot cold",
+    );
+    expect(plan(after, obs, { ...options, discardSavedState: true }).changes).toMatchObject([
+      { action: 'start', forgetSavedState: true, dropSnapshots: [{ tag: SAVED_STATE_TAG }] },
+    ]);
+  });
+
+  it('removes a hibernation tag left on a running VM, live, and never loads it', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
+    const running = runningAsSpecified(m, 'web', {
+      snapshots: [SAVED_STATE_TAG],
+      disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }),
+    });
+    const p = plan(m, observation([running]), options);
+    expect(p.changes).toMatchObject([
+      { action: 'update', dropStraySnapshot: SAVED_STATE_TAG, forgetSavedState: true, add: [], remove: [] },
+    ]);
+    expect(renderPlan(p).split('\n')[0]).toBe(
+      `  ~ web   delete the left-over saved state ${SAVED_STATE_TAG} (never loaded), live`,
+    );
+    // A restart of it boots cold and drops the tag while the disk is free.
+    const bigger = manifest('vms:\n  web:\n    disk: d.qcow2\n    memory: 1G\n');
+    expect(plan(bigger, observation([running]), options).changes).toMatchObject([
+      { action: 'restart', dropSnapshots: [{ tag: SAVED_STATE_TAG }] },
+    ]);
+  });
+
+  it('hibernates on state: saved, keeping what the record needs', () => {
     const saved = manifest('vms:\n  web:\n    disk: d.qcow2\n    state: saved\n');
-    const q = plan(saved, observation([runningAsSpecified(saved, 'web')]), options);
+    const running = runningAsSpecified(saved, 'web');
+    const q = plan(saved, observation([running]), options);
     expect(q.changes).toEqual([
-      { action: 'save', vm: 'web', pid: 4242, socket: '/run/qvm/ns/web/qmp.sock', tag: SAVED_STATE_TAG },
+      {
+        action: 'save',
+        vm: 'web',
+        pid: 4242,
+        socket: '/run/qvm/ns/web/qmp.sock',
+        tag: SAVED_STATE_TAG,
+        disk: '/srv/vms/d.qcow2',
+        launch: running.launch!.launch,
+      },
     ]);
     expect(renderPlan(q)).toContain(
       '  - web   save: hibernate (savevm qvm-saved-state), then stop; the next start resumes there',
@@ -215,11 +303,7 @@ describe('plan', () => {
 
   it('needs a size to create a missing disk', () => {
     const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
-    const p = plan(
-      m,
-      observation([stopped('web', { disk: { path: '/srv/vms/d.qcow2', exists: false } })]),
-      options,
-    );
+    const p = plan(m, observation([stopped('web', { disk: missingDisk('/srv/vms/d.qcow2') })]), options);
     expect(p.problems).toEqual([
       {
         vm: 'web',
@@ -402,7 +486,7 @@ describe('warm starts and restart policy', () => {
       {
         action: 'restart',
         refreshSnapshot: true,
-        dropSnapshot: { disk: '/srv/vms/d.qcow2', tag: 'ready' },
+        dropSnapshots: [{ disk: '/srv/vms/d.qcow2', tag: 'ready' }],
         saveSnapshot: 'ready',
       },
     ]);
@@ -502,18 +586,42 @@ describe('safety checks in the plan', () => {
     expect(renderPlan(q).split('\n')[0]).toBe('-/+ web   restart: disk size 2G -> 4G');
   });
 
-  it('refuses snapshots on a raw disk, with the command that fixes it', () => {
-    const m = manifest('vms:\n  web:\n    disk: d.img\n    state: saved\n');
-    const running = runningAsSpecified(m, 'web', { disk: disk('/srv/vms/d.img', { format: 'raw' }) });
+  it('opens a disk only as its declared format: content that is not that format is refused, never guessed', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.img\n');
     const p = plan(
-      manifest('vms:\n  web:\n    disk: d.img\n    snapshot: s\n'),
-      observation([stopped('web', { disk: disk('/srv/vms/d.img', { format: 'raw' }) })]),
+      m,
+      observation([
+        stopped('web', {
+          disk: disk('/srv/vms/d.img', {
+            error: 'it is not a qcow2 image (qemu-img: Image is not in qcow2 format)',
+          }),
+        }),
+      ]),
       options,
     );
+    expect(p.changes).toEqual([]);
     expect(p.problems[0]!.message).toBe(
-      'd.img is a raw image, and snapshots (snapshot:, state: saved) need every writable disk to be qcow2. Convert it: qemu-img convert -O qcow2 d.img d.qcow2, then point disk at the new file',
+      'cannot use d.img: it is not a qcow2 image (qemu-img: Image is not in qcow2 format)',
     );
-    expect(running.disk!.format).toBe('raw');
+  });
+
+  it('refuses to reopen a disk as another format than the one qvm first opened it as', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.img\n');
+    const known = { path: '/srv/vms/d.img', dev: 1, ino: 2, format: 'raw', created: false, at: '2026-11-26' };
+    const p = plan(m, observation([stopped('web', { disk: disk('/srv/vms/d.img', { known }) })]), options);
+    expect(p.changes).toEqual([]);
+    expect(p.problems[0]!.message).toBe(
+      'd.img was first opened by qvm as a raw image, and the manifest now says qcow2; qvm never reopens a disk as another format (a guest can write any header into a raw disk). Convert it with qemu-img convert into a new file instead',
+    );
+    const raw = manifest('vms:\n  web:\n    disk: { path: d.img, format: raw }\n');
+    const ok = plan(
+      raw,
+      observation([stopped('web', { disk: disk('/srv/vms/d.img', { format: 'raw', known }) })]),
+      options,
+    );
+    expect(ok.changes).toHaveLength(1);
+    const args = ok.changes[0]!.action === 'start' ? ok.changes[0]!.launch.args : [];
+    expect(args).toContain('file=/srv/vms/d.img,format=raw,if=virtio,id=disk0');
   });
 });
 

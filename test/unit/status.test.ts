@@ -14,7 +14,18 @@ describe('qvm status', () => {
     const obs = observation(
       [
         web,
-        stopped('db', { disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }) }),
+        stopped('db', {
+          disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }),
+          savedState: {
+            record: {
+              version: 1,
+              vm: 'db',
+              tag: SAVED_STATE_TAG,
+              savedAt: '2026-11-26T00:00:00.000Z',
+              disk: { path: '/srv/vms/d.qcow2', dev: 1, ino: 2 },
+            },
+          },
+        }),
         stopped('cache', { stale: 'process 5 has exited; its pidfile is stale' }),
         {
           name: 'frozen',
@@ -29,12 +40,12 @@ describe('qvm status', () => {
     const rows = statusRows(m, obs, 3_723_000, new Map([['web', true]]));
     expect(renderStatus(rows, pc.createColors(false))).toBe(
       [
-        'NAME                   STATE              READY  PID  FORWARDS                                   SNAPSHOTS  UPTIME',
-        'web                    running            yes    101  127.0.0.1:8080->80, udp 0.0.0.0:5353->53!  ready      1h2m2s',
-        'db                     saved              -      -    -                                          -          -',
-        'cache                  stopped (crashed)  -      -    -                                          -          -',
-        'frozen                 unresponsive       -      103  -                                          -          -',
-        'old (not in manifest)  running            -      102  -                                          -          1h2m3s',
+        'NAME                   STATE              READY  PID  FORWARDS                                       SNAPSHOTS  UPTIME',
+        'web                    running            yes    101  tcp 127.0.0.1:8080->80, udp 0.0.0.0:5353->53!  ready      1h2m2s',
+        'db                     saved              -      -    -                                              -          -',
+        'cache                  stopped (crashed)  -      -    -                                              -          -',
+        'frozen                 unresponsive       -      103  -                                              -          -',
+        'old (not in manifest)  running            -      102  -                                              -          1h2m3s',
         '! marks a forward exposed beyond this machine (not on 127.0.0.1).',
         'frozen: QEMU did not answer "query-status" within 5s',
         '',

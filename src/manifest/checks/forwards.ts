@@ -3,7 +3,7 @@ import type { Diagnostic } from '../../errors.js';
 import { formatFieldPath } from '../../model/field-path.js';
 import { describeForward, hostSidesCollide, parseHostfwd } from '../../model/forward.js';
 import { forwardsOf } from '../defaults.js';
-import type { ManifestCheck, VmCheck } from '../document.js';
+import type { ManifestCheck, VmCheck, VmDocument } from '../document.js';
 import type { ForwardSpec } from '../types.js';
 
 /** A rule in QEMU's hostfwd syntax that does not parse (the schema only checks its outline). */
@@ -19,23 +19,23 @@ export const checkForwardRules: VmCheck = (doc) => {
 };
 
 /** Two forwards anywhere in the manifest on the same protocol and port, where one address covers the other. */
-export const checkForwardCollisions: ManifestCheck = (docs, loaded) => {
+export const checkForwardCollisions: ManifestCheck = (docs) => {
   const out: Diagnostic[] = [];
-  const claimed: { forward: ForwardSpec; vm: string }[] = [];
+  const claimed: { forward: ForwardSpec; doc: VmDocument }[] = [];
   for (const doc of docs) {
     for (const forward of forwardsOf(doc)) {
       const earlier = claimed.find((c) => hostSidesCollide(c.forward, forward));
       if (!earlier) {
-        claimed.push({ forward, vm: doc.name });
+        claimed.push({ forward, doc });
         continue;
       }
-      const otherPath = ['vms', earlier.vm, 'forwards', earlier.forward.index];
-      const where = loaded.locate(otherPath);
+      const other = earlier.doc;
+      const otherField = ['forwards', earlier.forward.index];
+      const where = other.where(otherField);
       out.push(
         doc.problem(
           ['forwards', forward.index],
-          `${describeForward(forward)} claims the same host port as ${formatFieldPath(otherPath)}` +
-            (where ? ` (line ${where.line})` : ''),
+          `${describeForward(forward)} claims the same host port as ${formatFieldPath(other.at(...otherField))} (${other.file === doc.file ? where.replace(/^.*:(\d+)$/, 'line $1') : `in ${where}`})`,
         ),
       );
     }
