@@ -21,9 +21,10 @@ KERNEL_PKG=
 # insmods these in exactly this order (dependencies first). button + evdev
 # are what let busybox acpid see the ACPI power button (QEMU system_powerdown).
 MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
-	virtio_pci failover net_failover virtio_net button evdev)
-# Without these the guest is useless; the rest are nice to have.
-REQUIRED_MODULES=(virtio_net)
+	virtio_pci failover net_failover virtio_net virtio_blk button evdev)
+# Without these the guest is useless; the rest are nice to have. virtio_blk
+# gives the guest its disk (/dev/vda), which the tests write through CGIs.
+REQUIRED_MODULES=(virtio_net virtio_blk)
 
 log() { printf 'qvm-guest-build: %s\n' "$*" >&2; }
 die() {

@@ -62,11 +62,22 @@ export async function applyPlan(
   effects: Effects,
   options: ApplyOptions = {},
 ): Promise<VmResult[]> {
-  const queue = [...plan.changes];
+  // Changes others wait for go first, so a worker never waits on a change still in the queue.
+  const awaited = new Set(plan.changes.flatMap((c) => ('after' in c ? (c.after ?? []) : [])));
+  const queue = [...plan.changes].sort((a, b) => Number(awaited.has(b.vm)) - Number(awaited.has(a.vm)));
   const results: VmResult[] = [];
+  const finished = new Map<string, Promise<VmResult>>();
   const worker = async () => {
     for (let change = queue.shift(); change; change = queue.shift()) {
-      results.push(await applyChange(change, plan.baseDir, effects, options));
+      const after = 'after' in change ? (change.after ?? []) : [];
+      const current = change;
+      const run = (async () => {
+        // A VM leaving the manifest frees the disk or port this change needs: wait until it has stopped.
+        await Promise.all(after.map((vm) => finished.get(vm)));
+        return applyChange(current, plan.baseDir, effects, options);
+      })();
+      finished.set(change.vm, run);
+      results.push(await run);
     }
   };
   const parallelism = Math.max(1, options.parallelism ?? 16);

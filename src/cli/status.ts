@@ -8,6 +8,7 @@ import { formatDuration } from '../model/units.js';
 import { observe } from '../observe/observe.js';
 import type { Observation, ObservedVm } from '../observe/types.js';
 import { probeOnce } from '../ready/probe.js';
+import { capSerialLog } from '../runtime/logs.js';
 import { vmPaths } from '../runtime/paths.js';
 import { loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
@@ -116,6 +117,8 @@ export async function statusCommand(
 ): Promise<number> {
   const { manifest, namespace } = await loadContext(flags.file);
   const observation = await observe(manifest, namespace, { timeoutMs: flags.timeout });
+  for (const vm of [...manifest.vms.filter((v) => !v.monitor), ...observation.orphans])
+    capSerialLog(vmPaths(namespace, vm.name));
   const readiness = new Map<string, boolean>();
   await Promise.all(
     manifest.vms.map(async (spec) => {

@@ -44,7 +44,7 @@ export async function observeDisk(
     return { path: file, format, exists: false };
   }
   const identity = { dev: stat.dev, ino: stat.ino };
-  const base = { path: file, format, exists: true, identity };
+  const base = { path: file, format, exists: true, identity, allocatedBytes: stat.blocks * 512 };
   const known = paths ? readKnownDisks(paths.disks).find((d) => sameFile(d, file, identity)) : undefined;
   const withKnown = { ...base, ...(known ? { known } : {}), ...optional('freeBytes', freeBytes(file)) };
   const kind = notADiskFile(stat);

@@ -24,6 +24,8 @@ export interface DiskState {
   known?: KnownDisk;
   /** Free bytes on the filesystem the disk is on (to tell whether a full disk has room again). */
   freeBytes?: number;
+  /** Bytes the file takes on that filesystem now (its blocks). */
+  allocatedBytes?: number;
 }
 
 /** The hibernation record of a VM: the record, or why it cannot be used. */

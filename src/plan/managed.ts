@@ -20,7 +20,10 @@ import type { StartReason, StopChange, UpdateChange } from './types.js';
  */
 const STUCK_RUNSTATES = new Set(['restore-vm', 'internal-error', 'guest-panicked', 'colo']);
 
-/** How much free space a full disk's filesystem needs before qvm resumes the VM paused on it. */
+/**
+ * How much free space a full disk's filesystem needs before qvm resumes the VM paused on it: room for the disk
+ * to grow to its full size, or at least this much.
+ */
 const ROOM_TO_RESUME_BYTES = 256 * 2 ** 20;
 
 /** Plans a VM qvm starts: the one change (start, restart, live update, stop, save) that makes it match. */
@@ -115,7 +118,11 @@ function planIoError(ctx: VmPlanning, running: RunningVm, stray: ReturnType<type
   const file = error?.file ?? running.disk?.path ?? 'its disk';
   const shown = display(ctx.manifest.dir, file);
   const free = running.disk?.freeBytes;
-  if (error?.status === 'nospace' && free !== undefined && free >= ROOM_TO_RESUME_BYTES) {
+  const growth = Math.max(
+    0,
+    (running.disk?.virtualSizeBytes ?? Infinity) - (running.disk?.allocatedBytes ?? 0),
+  );
+  if (error?.status === 'nospace' && free !== undefined && free >= Math.min(ROOM_TO_RESUME_BYTES, growth)) {
     ctx.out.changes.push(
       liveUpdate(ctx, { resume: true, resumeReason: `${shown} has room again`, ...stray }),
     );

@@ -174,6 +174,29 @@ describe('applyPlan', () => {
   });
 });
 
+describe('ordering', () => {
+  it('starts a change only after the changes it must wait for (a VM leaving the manifest frees its disk)', async () => {
+    const old = runningAsSpecified(manifest('vms:\n  old:\n    disk: d.qcow2\n'), 'old');
+    const m = manifest('vms:\n  new:\n    disk: d.qcow2\n');
+    const p = plan(m, observation([stopped('new', { disk: disk('/srv/vms/d.qcow2') })], [old]), {
+      namespace: NS,
+      prune: true,
+    });
+    expect(p.changes.map((c) => [c.action, c.vm, 'after' in c ? c.after : undefined])).toEqual([
+      ['start', 'new', ['old']],
+      ['stop', 'old', undefined],
+    ]);
+    const { calls, effects } = recordingEffects();
+    const stop = effects.stop;
+    effects.stop = async (target) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return stop(target);
+    };
+    await applyPlan(p, effects);
+    expect(calls).toEqual(['old: stop', 'new: launch (without -loadvm)']);
+  });
+});
+
 describe('warm starts', () => {
   const warm =
     'vms:\n  web:\n    disk: d.qcow2\n    snapshot: ready\n    forwards: ["tcp::10022-:22"]\n    ready: { tcp: 10022 }\n';

@@ -391,4 +391,52 @@ describe('inputs found by the property tests', () => {
       'vm.yaml:1:1: YAML: Unresolved alias (the anchor must be set before the alias): nowhere',
     ]);
   });
+
+  it('a null VM key (`null:` or `~:`) is located at its own line', () => {
+    expect(problems('vms:\n  web: {}\n  null:\n    memory: lots\n')).toEqual([
+      'vm.yaml:3:3: vms[""]: must be lowercase letters, digits and \'-\', start with a letter, and be at most 40 characters long, got an empty or null key',
+      'vm.yaml:4:13: vms[""].memory: must be a size such as 512M or 2G, or a positive integer in MiB, got "lots"',
+    ]);
+  });
+
+  it('an anchor on a VM field (`disk: &a`) that leaves it null is a located error, not a crash', () => {
+    expect(problems('vms:\n  web:\n    disk: &a\n    snapshot: s\n')).toEqual([
+      'vm.yaml:3:13: vms.web.disk: must be a path, or a mapping with path, and optionally size, format, backing and backingFormat, got null',
+    ]);
+  });
+});
+
+describe('limits and claims between VMs', () => {
+  it('bounds durations, memory and disk sizes, each located', () => {
+    expect(
+      problems(
+        'vms:\n  web:\n    memory: 17T\n    stopTimeout: 25h\n    disk: { path: d.qcow2, size: 1025T }\n    forwards: ["tcp::80-:80"]\n    ready: { tcp: 80, timeout: 90000 }\n',
+      ),
+    ).toEqual([
+      'vm.yaml:3:13: vms.web.memory: must be at most 16T, got "17T"',
+      'vm.yaml:4:18: vms.web.stopTimeout: must be at most 24h, got "25h"',
+      'vm.yaml:5:34: vms.web.disk.size: must be at most 1024T, got "1025T"',
+      'vm.yaml:7:32: vms.web.ready.timeout: must be at most 24h, got 90000',
+    ]);
+  });
+
+  it('refuses a raw disk as an overlay or with snapshots', () => {
+    expect(
+      problems('vms:\n  web:\n    disk: { path: d.img, format: raw, backing: b.qcow2 }\n    snapshot: s\n'),
+    ).toEqual([
+      'vm.yaml:3:48: vms.web.disk.backing: needs format qcow2: qvm creates overlays of a backing image as qcow2',
+      'vm.yaml:4:15: vms.web.snapshot: needs a qcow2 disk: QEMU saves snapshots (RAM and devices) into the disk, and this one is raw. Convert it with qemu-img convert -O qcow2, then declare format qcow2',
+    ]);
+  });
+
+  it('refuses two VMs on one disk and two adopted VMs on one monitor', () => {
+    expect(
+      problems(
+        'vms:\n  a:\n    disk: d.qcow2\n  b:\n    disk: ./d.qcow2\n  c:\n    monitor: /tmp/m.sock\n  d:\n    monitor: /tmp/m.sock\n',
+      ),
+    ).toEqual([
+      'vm.yaml:5:11: vms.b.disk: is also the disk of VM a (vm.yaml:3); two VMs cannot share a disk',
+      'vm.yaml:9:14: vms.d.monitor: is also the monitor of VM c (vm.yaml:7); one QEMU can be one VM of the manifest',
+    ]);
+  });
 });
