@@ -137,6 +137,9 @@ export class VmActionError extends QvmError {
 /** A lock held by another qvm, when --no-wait was given or the wait timed out. */
 export class LockBusyError extends QvmError {}
 
+/** An image could not be fetched, did not have its pinned digest, or is not one qvm can use safely. */
+export class ImageError extends QvmError {}
+
 /** A readiness probe did not succeed within its timeout, or the VM's QEMU exited while waiting for it. */
 export class NotReadyError extends QvmError {}
 

@@ -2,10 +2,16 @@
  * The side effects apply needs, behind one narrow interface: the executor is tested with a recording fake,
  * and the real implementation (here) is tested against real QEMU.
  */
+import path from 'node:path';
 import { RuntimeDirError } from '../errors.js';
+import { syncGuestClock } from '../guest/clock.js';
+import { lookupImage, recordImageUser } from '../images/cache.js';
+import { type DownloadProgress, fetchImage } from '../images/download.js';
 import type { ReadySpec } from '../manifest/types.js';
+import type { SshAccess } from '../model/access.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
-import type { BootFrom, Launch } from '../plan/types.js';
+import type { BootFrom, ImageFetch, Launch } from '../plan/types.js';
+import type { LaunchSpec } from '../qemu/argv.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity, growDisk } from '../qemu/img.js';
 import { connectMonitor } from '../qemu/monitor.js';
@@ -13,11 +19,13 @@ import { waitReady } from '../ready/probe.js';
 import { type Namespace, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
 import {
+  type KnownDisk,
   type RecordedLaunch,
   readKnownDisks,
   readLaunchRecord,
   readSavedState,
   recordKnownDisk,
+  recordSnapshot,
   removeRecord,
   writeLaunchRecord,
   writeSavedState,
@@ -25,6 +33,11 @@ import {
 import { launchQemu, prepareRuntimeDirs, type StopOutcome, type StopTarget, stopVm } from './supervisor.js';
 
 export interface Effects {
+  /** Downloads an image into the cache (or finds it there); returns the cached file and its format. */
+  fetchImage(
+    fetch: ImageFetch,
+    onProgress?: (p: DownloadProgress) => void,
+  ): Promise<{ path: string; format: string }>;
   createDisk(vm: string, disk: DiskCreation, format: string): Promise<void>;
   /**
    * Starts the VM's QEMU as `launch` says and records how it was started; returns its pid. Resuming a saved
@@ -51,6 +64,10 @@ export interface Effects {
   recordSavedState(vm: string, saved: { tag: string; disk: string; launch?: RecordedLaunch }): void;
   /** Removes the VM's hibernation record. */
   forgetSavedState(vm: string): void;
+  /** Records how the VM ran when a snapshot was saved, so a later change of configuration marks it stale. */
+  recordSnapshot(vm: string, tag: string, launch: LaunchSpec): void;
+  /** Sets the guest's clock to the host's over SSH (after a resume); false when the guest would not. */
+  syncClock(access: SshAccess): Promise<boolean>;
 }
 
 /** One HMP command on a fresh connection (QEMU serves one client per socket: hold it only this long). */
@@ -67,23 +84,47 @@ export async function sendHmp(socket: string, command: string, timeoutMs = 10_00
  * Records a disk the first time qvm creates or opens it, with its inode and format: from then on it is opened
  * as that format, and only a disk qvm created is ever deleted by `destroy --delete-disks`.
  */
-function rememberDisk(paths: VmPaths, file: string, format: string, created: boolean): void {
+function rememberDisk(
+  paths: VmPaths,
+  file: string,
+  format: string,
+  created: boolean,
+  image?: KnownDisk['image'],
+): void {
   const identity = fileIdentity(file);
   if (!identity) return;
   const known = readKnownDisks(paths.disks).find((d) => d.path === file);
   if (known && known.dev === identity.dev && known.ino === identity.ino) return;
-  recordKnownDisk(paths.disks, { path: file, ...identity, format, created, at: new Date().toISOString() });
+  recordKnownDisk(paths.disks, {
+    path: file,
+    ...identity,
+    format,
+    created,
+    at: new Date().toISOString(),
+    ...(image ? { image } : {}),
+  });
 }
 
 /** The effects against real QEMU processes, files and sockets of a namespace. */
 export function realEffects(namespace: Namespace, options: { signal?: AbortSignal } = {}): Effects {
   const paths = (vm: string): VmPaths => vmPaths(namespace, vm);
   return {
+    async fetchImage(fetch, onProgress) {
+      const image = await fetchImage(
+        { url: fetch.url, digest: fetch.digest },
+        { ...(onProgress ? { onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) },
+      );
+      return { path: image.path, format: image.format };
+    },
     async createDisk(vm, disk, format) {
       const p = paths(vm);
       prepareRuntimeDirs(namespace, p);
       await createDisk(disk);
-      rememberDisk(p, disk.path, format, true);
+      rememberDisk(p, disk.path, format, true, disk.image);
+      if (disk.image?.url && disk.backing) {
+        const cached = lookupImage({ algorithm: 'sha256', hex: path.basename(disk.backing) });
+        if (cached) recordImageUser(cached, disk.path, namespace.source);
+      }
     },
     async launch(vm, launch, bootFrom) {
       const p = paths(vm);
@@ -149,6 +190,13 @@ export function realEffects(namespace: Namespace, options: { signal?: AbortSigna
     },
     forgetSavedState(vm) {
       removeRecord(paths(vm).savedState);
+    },
+    recordSnapshot(vm, tag, launch) {
+      const { name: _name, loadvm: _loadvm, ...recorded } = launch;
+      recordSnapshot(paths(vm).snapshots, { tag, savedAt: new Date().toISOString(), launch: recorded });
+    },
+    syncClock(access) {
+      return syncGuestClock(access);
     },
     rememberLiveForwards(vm, added, removed) {
       const p = paths(vm);

@@ -8,6 +8,7 @@
  * observes all that and plans only what is still missing.
  */
 import { isQvmError, MonitorCommandError, VmActionError } from '../errors.js';
+import type { DownloadProgress } from '../images/download.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
 import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatDuration, formatSize } from '../model/units.js';
@@ -220,6 +221,14 @@ async function start(
     );
     notes.push(`ready in ${formatDuration(elapsedMs)}`);
   }
+  if (change.syncClock) {
+    step('setting the guest clock');
+    notes.push(
+      (await effects.syncClock(change.syncClock))
+        ? 'guest clock set'
+        : 'guest clock not set (sudo date refused)',
+    );
+  }
   if (change.saveSnapshot) {
     step(`saving snapshot ${change.saveSnapshot}`);
     await savevmVerified(
@@ -227,6 +236,7 @@ async function start(
       change.socket,
       change.saveSnapshot,
     );
+    effects.recordSnapshot(change.vm, change.saveSnapshot, change.launch.spec);
     notes.push(`saved snapshot ${change.saveSnapshot}`);
   }
   return notes.join(', ');
@@ -370,6 +380,37 @@ async function save(change: SaveChange, effects: Effects, step: Step): Promise<s
     ...(change.launch ? { launch: change.launch } : {}),
   });
   return `saved (snapshot ${change.tag}) and stopped`;
+}
+
+/** Download progress in words: `120M of 346M, 35M/s, 6s left`. */
+export function downloadText(
+  p: DownloadProgress,
+  nowMs = Date.now(),
+  startedMs = p.startedMs ?? nowMs,
+): string {
+  const seconds = Math.max(0.001, (nowMs - startedMs) / 1000);
+  const rate = (p.receivedBytes - p.resumedFrom) / seconds;
+  const mib = (n: number) => `${Math.round(n / 2 ** 20)}M`;
+  const parts = [
+    p.totalBytes ? `${mib(p.receivedBytes)} of ${mib(p.totalBytes)}` : mib(p.receivedBytes),
+    `${mib(rate)}/s`,
+  ];
+  if (p.totalBytes && rate > 0)
+    parts.push(`${formatDuration(((p.totalBytes - p.receivedBytes) / rate) * 1000)} left`);
+  return parts.join(', ');
+}
+
+/** A progress callback that passes on at most one report a second (a download reports every chunk). */
+function throttled(report: (p: DownloadProgress) => void): (p: DownloadProgress) => void {
+  let last = 0;
+  let startedMs: number | undefined;
+  return (p) => {
+    const now = Date.now();
+    startedMs ??= now;
+    if (now - last < 1000 && p.receivedBytes !== p.totalBytes) return;
+    last = now;
+    report({ ...p, startedMs });
+  };
 }
 
 function assertNever(value: never): never {

@@ -83,7 +83,8 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       writeErr: (s) => output.err.write(s),
     })
     .exitOverride();
-  for (const add of [reconcileCommands, inspectCommands, monitorCommands]) add(program, output, setExitCode);
+  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands])
+    add(program, output, setExitCode);
   return program;
 }
 
@@ -252,6 +253,99 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
     .action(async (action: string, vm: string, tag: string | undefined, opts) => {
       const { snapshotCommand } = await import('./snapshot.js');
       setExitCode(await snapshotCommand(action, vm, tag, opts, output));
+    });
+}
+
+/** The commands for the guest and its images: ssh, cp, ssh-config, pull, images. */
+function guestCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('ssh')
+    .description("log in to a VM with `ssh:` (qvm's key, its host key checked), or run one command there")
+    .usage('[options] VM [-- COMMAND [ARGS...]]')
+    .argument('<vm>', 'the VM')
+    .argument('[command...]', 'a command and its arguments, run as given (no shell: use sh -c for pipelines)')
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .addHelpText(
+      'after',
+      `
+The command's exit status is qvm's, and stdin, stdout and stderr pass through.
+
+Examples:
+  qvm ssh dev
+  qvm ssh dev -- uname -a
+  qvm ssh dev -- tar c -C /srv . | tar x
+`,
+    )
+    .action(async (vm: string, command: string[], opts) => {
+      const { sshCommand } = await import('./ssh.js');
+      setExitCode(await sshCommand(vm, command, opts, output));
+    });
+
+  program
+    .command('cp')
+    .description('copy files between this machine and a VM with `ssh:`; VM:PATH names a path on the VM')
+    .usage('[options] SRC... DST')
+    .argument('<paths...>', 'sources, then the destination; one side VM:PATH')
+    .option('-r, --recursive', 'copy folders', false)
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  qvm cp notes.txt dev:/tmp/
+  qvm cp -r dev:/var/log/apt ./apt-logs
+`,
+    )
+    .action(async (paths: string[], opts) => {
+      const { cpCommand } = await import('./ssh.js');
+      setExitCode(await cpCommand(paths, opts, output));
+    });
+
+  program
+    .command('ssh-config')
+    .description(
+      'print OpenSSH Host blocks (qvm-VM) for the VMs with `ssh:`, for ssh -F and VS Code Remote-SSH',
+    )
+    .argument('[vm...]', 'the VMs (default: every VM with ssh:)')
+    .addOption(fileOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  qvm ssh-config > ~/.ssh/qvm.conf        then: ssh -F ~/.ssh/qvm.conf qvm-dev
+  ssh -F <(qvm ssh-config dev) qvm-dev true
+`,
+    )
+    .action(async (vms: string[], opts) => {
+      const { sshConfigCommand } = await import('./ssh.js');
+      setExitCode(await sshConfigCommand(vms, opts, output));
+    });
+
+  program
+    .command('pull')
+    .description("download the manifest's images into the cache ahead of time (apply does it when needed)")
+    .addOption(fileOption())
+    .action(async (opts) => {
+      const { pullCommand } = await import('./images.js');
+      setExitCode(await pullCommand(opts, output));
+    });
+
+  const images = program
+    .command('images')
+    .description('list the image cache: digest, size, URL and the disks made from each image')
+    .addOption(outputOption())
+    .action(async (opts) => {
+      const { imagesCommand } = await import('./images.js');
+      setExitCode(await imagesCommand(opts, output));
+    });
+  images
+    .command('prune')
+    .description('remove the cached images that no existing disk is made from')
+    .action(async () => {
+      const { pruneImagesCommand } = await import('./images.js');
+      setExitCode(await pruneImagesCommand(output));
     });
 }
 

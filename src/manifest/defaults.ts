@@ -2,10 +2,24 @@
  * The defaults step: a checked VM document to the VmSpec the rest of qvm uses. Pure, and only run on VMs every
  * checker passed, so it can trust what it reads.
  */
+import { fileURLToPath } from 'node:url';
 import { parseHostfwd } from '../model/forward.js';
 import { parseDuration, parseMemoryMiB, parseSize } from '../model/units.js';
 import type { VmDocument } from './document.js';
-import { DEFAULTS, type DiskSpec, type ForwardSpec, type ReadySpec, type VmSpec } from './types.js';
+import { readTextOrFile } from './text.js';
+import {
+  type CloudInitSpec,
+  DEFAULTS,
+  type DiskSpec,
+  type ForwardSpec,
+  type ImageSpec,
+  type ReadySpec,
+  type VmSpec,
+} from './types.js';
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
+}
 
 /** Fields only a restart can change; on an adopted VM (started outside qvm) they cannot apply. */
 const RESTART_CLASS_FIELDS = [
@@ -67,14 +81,47 @@ function diskOf(doc: VmDocument): DiskSpec | undefined {
 function readyOf(doc: VmDocument, forwards: ForwardSpec[]): ReadySpec | undefined {
   const r = doc.raw.ready;
   if (r === undefined) return undefined;
+  const timeoutMs = r.timeout === undefined ? DEFAULTS.readyTimeoutMs : parseDuration(r.timeout)!;
+  if (r.ssh) return { kind: 'ssh', timeoutMs };
   const port = r.tcp ?? r.http!.port;
   const forward = readyForward(forwards, port)!;
   // A forward on every interface is probed on loopback.
   const host = forward.hostAddress === '0.0.0.0' ? '127.0.0.1' : forward.hostAddress;
-  const timeoutMs = r.timeout === undefined ? DEFAULTS.readyTimeoutMs : parseDuration(r.timeout)!;
   return r.tcp !== undefined
     ? { kind: 'tcp', host, port, timeoutMs }
     : { kind: 'http', host, port, path: r.http!.path ?? '/', status: r.http!.status ?? 200, timeoutMs };
+}
+
+/** The image a VM names: a catalogue entry or an inline source (downloads), else a local file's path. */
+function imageOf(doc: VmDocument): ImageSpec | undefined {
+  const image = doc.raw.image;
+  if (image === undefined) return undefined;
+  const source = typeof image === 'string' ? doc.catalog[image] : image;
+  if (!source) return { kind: 'path', path: doc.resolve(image as string) };
+  // A file URL with no digest is a local image file, used where it is.
+  if (source.url.startsWith('file:') && source.sha256 === undefined && source.sha512 === undefined)
+    return { kind: 'path', path: fileURLToPath(source.url) };
+  const lower = (hex: string | undefined) => (hex === undefined ? {} : hex.toLowerCase());
+  return {
+    kind: 'url',
+    url: source.url,
+    ...(source.sha256 !== undefined ? { sha256: lower(source.sha256) as string } : {}),
+    ...(source.sha512 !== undefined ? { sha512: lower(source.sha512) as string } : {}),
+    ...(typeof image === 'string' ? { name: image } : {}),
+  };
+}
+
+/** cloud-init data with its files read (the checker has made sure they can be). */
+function cloudInitOf(doc: VmDocument): CloudInitSpec | undefined {
+  const ci = doc.raw.cloudInit;
+  if (ci === undefined) return undefined;
+  const text = (key: 'userData' | 'networkConfig') => {
+    const value = ci[key];
+    if (value === undefined) return {};
+    const read = readTextOrFile(doc, key, value);
+    return read.ok ? { [key]: read.text } : {};
+  };
+  return { ...text('userData'), ...text('networkConfig') };
 }
 
 /** The VmSpec of a VM that passed every check. */
@@ -88,6 +135,11 @@ export function toVmSpec(doc: VmDocument): VmSpec {
     memoryMiB: raw.memory === undefined ? DEFAULTS.memoryMiB : parseMemoryMiB(raw.memory)!,
     cpus: raw.cpus ?? DEFAULTS.cpus,
     ...(disk ? { disk } : {}),
+    ...optional('image', imageOf(doc)),
+    ...optional('cloudInit', cloudInitOf(doc)),
+    ...(raw.ssh !== undefined
+      ? { ssh: { user: raw.ssh.user, ...(raw.ssh.port !== undefined ? { port: raw.ssh.port } : {}) } }
+      : {}),
     ...(raw.cdrom !== undefined ? { cdrom: doc.resolve(raw.cdrom) } : {}),
     ...(raw.kernel !== undefined ? { kernel: doc.resolve(raw.kernel) } : {}),
     ...(raw.initrd !== undefined ? { initrd: doc.resolve(raw.initrd) } : {}),

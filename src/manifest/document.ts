@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Diagnostic } from '../errors.js';
 import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
-import type { RawVm } from './types.js';
+import type { RawImageSource, RawVm } from './types.js';
 
 export interface VmDocument {
   name: string;
@@ -26,6 +26,8 @@ export interface VmDocument {
   where(field: (string | number)[]): string;
   /** A path from the manifest, made absolute. */
   resolve(p: string): string;
+  /** The manifest's `images:` catalogue (of every file of a folder). */
+  catalog: Record<string, RawImageSource>;
 }
 
 /** Checks one VM: every problem found, each located. */
@@ -35,7 +37,12 @@ export type VmCheck = (doc: VmDocument) => Diagnostic[];
 export type ManifestCheck = (docs: VmDocument[]) => Diagnostic[];
 
 /** The VMs of a document, given the schema's findings (so checkers can skip what the schema refused). */
-export function vmDocuments(loaded: LoadedYaml, dir: string, schemaFindings: Diagnostic[]): VmDocument[] {
+export function vmDocuments(
+  loaded: LoadedYaml,
+  dir: string,
+  schemaFindings: Diagnostic[],
+  catalog: Record<string, RawImageSource> = {},
+): VmDocument[] {
   const refused = schemaFindings.map((d) => d.path ?? '');
   const accepted = (fieldPath: FieldPath) => {
     const prefix = formatFieldPath(fieldPath);
@@ -60,12 +67,13 @@ export function vmDocuments(loaded: LoadedYaml, dir: string, schemaFindings: Dia
         return position ? `${loaded.file}:${position.line}` : loaded.file;
       },
       resolve: (p) => path.resolve(dir, p),
+      catalog,
     });
   }
   return docs;
 }
 
 /** A diagnostic at a field of the document. */
-function located(loaded: LoadedYaml, fieldPath: FieldPath, message: string): Diagnostic {
+export function located(loaded: LoadedYaml, fieldPath: FieldPath, message: string): Diagnostic {
   return { file: loaded.file, ...loaded.locate(fieldPath), path: formatFieldPath(fieldPath), message };
 }

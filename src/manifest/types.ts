@@ -3,6 +3,7 @@
  * that the defaults step makes of it (what everything after the manifest layer uses): every path absolute,
  * every size in bytes or MiB, every duration in milliseconds, every forward with an explicit host address.
  */
+import type { SshAccess } from '../model/access.js';
 import type { FieldPath } from '../model/field-path.js';
 import type { HostForward } from '../model/forward.js';
 import type { SourcePosition } from './load.js';
@@ -20,8 +21,21 @@ export interface RawForwardObject {
   guestAddress?: string;
 }
 
+/** An image to download, as the manifest gives it. */
+export interface RawImageSource {
+  url: string;
+  sha256?: string;
+  sha512?: string;
+}
+
+/** Text inline, or the file to read it from. */
+export type RawTextOrFile = string | { file: string };
+
 /** One VM as the schema accepted it (the checkers still look at every field they depend on). */
 export interface RawVm {
+  image?: string | RawImageSource;
+  cloudInit?: { userData?: RawTextOrFile; networkConfig?: RawTextOrFile };
+  ssh?: { user: string; port?: number };
   memory?: string | number;
   cpus?: number;
   disk?:
@@ -41,17 +55,58 @@ export interface RawVm {
   args?: string[];
   restart?: RestartPolicy;
   ready?: {
+    ssh?: true;
     tcp?: number;
     http?: { port: number; path?: string; status?: number };
     timeout?: string | number;
   };
 }
 
-/** How to tell a VM is ready, through one of its tcp forwards (host side). */
+/** How to tell a VM is ready: through one of its tcp forwards (host side), or by logging in over SSH. */
 export type ReadySpec = (
   | { kind: 'tcp'; host: string; port: number }
   | { kind: 'http'; host: string; port: number; path: string; status: number }
+  | {
+      kind: 'ssh';
+      /** Filled in when qvm prepares the VM's SSH access (guest/prepare.ts); never by the manifest. */
+      access?: SshAccess;
+    }
 ) & { timeoutMs: number };
+
+/** Where a VM's disk image comes from: a download pinned by digest, or a local image file. */
+export type ImageSpec =
+  | {
+      kind: 'url';
+      url: string;
+      /** The digests the manifest pins (at least one for http and https). */
+      sha256?: string;
+      sha512?: string;
+      /** The name in `images:`, when the VM named one. */
+      name?: string;
+    }
+  | { kind: 'path'; path: string };
+
+/** cloud-init data as the manifest gives it (files already read). */
+export interface CloudInitSpec {
+  userData?: string;
+  networkConfig?: string;
+}
+
+export interface SshSpec {
+  user: string;
+  /** The host port on 127.0.0.1; undefined until qvm picks one for the VM (and then keeps it). */
+  port?: number;
+  /** How to log in; filled in when qvm prepares the VM's SSH access (guest/prepare.ts). */
+  access?: SshAccess;
+}
+
+/** The VM's cloud-init seed, made by qvm (guest/prepare.ts) when the VM has `cloudInit:` or `ssh:`. */
+export interface SeedSpec {
+  /** The folder holding meta-data, user-data and network-config. */
+  dir: string;
+  /** A hash of the seed's content: a changed seed is a new instance. */
+  instanceId: string;
+}
 
 /** The image formats qvm opens disks as: declared, never probed. */
 export type DiskFormat = 'qcow2' | 'raw';
@@ -68,7 +123,7 @@ export interface DiskSpec {
 
 /** A forward and where the manifest declared it, so plan errors about it can be located. */
 export interface ForwardSpec extends HostForward {
-  /** Index in the VM's `forwards` list. */
+  /** Index in the VM's `forwards` list; -1 for the forward qvm adds for `ssh:`. */
   index: number;
 }
 
@@ -77,6 +132,11 @@ export interface VmSpec {
   memoryMiB: number;
   cpus: number;
   disk?: DiskSpec;
+  image?: ImageSpec;
+  cloudInit?: CloudInitSpec;
+  ssh?: SshSpec;
+  /** Made by qvm from cloudInit and ssh before planning; undefined in a manifest fresh from validation. */
+  seed?: SeedSpec;
   cdrom?: string;
   kernel?: string;
   initrd?: string;
@@ -115,7 +175,8 @@ export interface Manifest {
 export const DEFAULTS = {
   memoryMiB: 512,
   cpus: 1,
-  nic: 'e1000',
+  /** Every current distro cloud kernel has virtio-net (Debian's cloud kernel has no e1000 driver). */
+  nic: 'virtio-net-pci',
   state: 'running' as DesiredState,
   stopTimeoutMs: 30_000,
   accel: 'auto' as Accel,

@@ -5,20 +5,21 @@
  * files is found as surely as in one.
  */
 import type { Diagnostic } from '../errors.js';
-import type { FieldPath } from '../model/field-path.js';
+import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import { checkMonitorClaims } from './checks/adopted.js';
 import { checkManagedOptions, checkSnapshotDrives } from './checks/args.js';
 import { checkKernelBoot } from './checks/boot.js';
 import { checkDiskClaims, checkDiskFormat } from './checks/disks.js';
 import { checkForwardCollisions, checkForwardRules } from './checks/forwards.js';
+import { checkCloudInit, checkImage, checkSsh, unpinned } from './checks/guest.js';
 import { checkLimits } from './checks/limits.js';
 import { checkReady } from './checks/ready.js';
 import { checkSnapshotNeeds } from './checks/snapshots.js';
 import { toVmSpec } from './defaults.js';
-import { type ManifestCheck, type VmCheck, type VmDocument, vmDocuments } from './document.js';
+import { located, type ManifestCheck, type VmCheck, type VmDocument, vmDocuments } from './document.js';
 import type { LoadedYaml, SourcePosition } from './load.js';
 import { schemaDiagnostics } from './schema.js';
-import type { Manifest } from './types.js';
+import type { Manifest, RawImageSource } from './types.js';
 
 /** The checks of one VM, run on the fields the schema accepted. */
 const VM_CHECKS: VmCheck[] = [
@@ -30,6 +31,9 @@ const VM_CHECKS: VmCheck[] = [
   checkDiskFormat,
   checkReady,
   checkLimits,
+  checkImage,
+  checkCloudInit,
+  checkSsh,
 ];
 
 /** The checks between VMs, across every file. */
@@ -56,8 +60,7 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
  */
 export function checkDocuments(loadeds: LoadedYaml[], dir: string, file: string): CheckResult {
   const diagnostics: Diagnostic[] = [];
-  const docs: VmDocument[] = [];
-  const failed = new Set<VmDocument>();
+  const checked: { loaded: LoadedYaml; schema: Diagnostic[] }[] = [];
   for (const loaded of loadeds) {
     if (loaded.diagnostics.length > 0) {
       diagnostics.push(...loaded.diagnostics);
@@ -70,7 +73,13 @@ export function checkDocuments(loadeds: LoadedYaml[], dir: string, file: string)
     }
     const schema = schemaDiagnostics(loaded);
     diagnostics.push(...schema);
-    for (const doc of vmDocuments(loaded, dir, schema)) {
+    checked.push({ loaded, schema });
+  }
+  const catalog = imageCatalog(checked, diagnostics);
+  const docs: VmDocument[] = [];
+  const failed = new Set<VmDocument>();
+  for (const { loaded, schema } of checked) {
+    for (const doc of vmDocuments(loaded, dir, schema, catalog)) {
       const problems = VM_CHECKS.flatMap((check) => check(doc));
       if (problems.length > 0 || !doc.accepted()) failed.add(doc);
       diagnostics.push(...problems);
@@ -95,6 +104,40 @@ export function checkDocuments(loadeds: LoadedYaml[], dir: string, file: string)
   };
   const vms = docs.filter((d) => !failed.has(d)).map(toVmSpec);
   return { manifest: { file, dir, vms, locate }, diagnostics: [] };
+}
+
+/**
+ * The `images:` of every file, as one catalogue: each entry pinned when it is downloaded over http(s), and a
+ * name given two different images in two files is an error.
+ */
+function imageCatalog(
+  checked: { loaded: LoadedYaml; schema: Diagnostic[] }[],
+  diagnostics: Diagnostic[],
+): Record<string, RawImageSource> {
+  const catalog: Record<string, RawImageSource> = {};
+  const where = new Map<string, string>();
+  for (const { loaded, schema } of checked) {
+    const images = (loaded.value as { images?: unknown }).images;
+    if (typeof images !== 'object' || images === null || Array.isArray(images)) continue;
+    for (const [name, source] of Object.entries(images as Record<string, RawImageSource>)) {
+      const fieldPath = ['images', name];
+      const refused = schema.some((d) => d.path?.startsWith(formatFieldPath(fieldPath)));
+      if (refused || typeof source !== 'object' || source === null) continue;
+      const why = unpinned(source);
+      if (why) diagnostics.push(located(loaded, fieldPath, why));
+      const earlier = catalog[name];
+      if (earlier && JSON.stringify(earlier) !== JSON.stringify(source)) {
+        diagnostics.push(
+          located(loaded, fieldPath, `is also an image of ${where.get(name)}, with another url or digest`),
+        );
+        continue;
+      }
+      catalog[name] = source;
+      const at = loaded.locate(fieldPath);
+      where.set(name, at ? `${loaded.file}:${at.line}` : loaded.file);
+    }
+  }
+  return catalog;
 }
 
 /** A VM name declared in two files of a folder. */

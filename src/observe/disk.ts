@@ -5,11 +5,16 @@
  */
 import { type Stats, statfsSync, statSync } from 'node:fs';
 import { isQvmError } from '../errors.js';
+import { lookupImage } from '../images/cache.js';
+import { remoteSize } from '../images/download.js';
+import { checkImageFile } from '../images/format.js';
+import { imageDigest } from '../images/source.js';
+import type { ImageSpec } from '../manifest/types.js';
 import { imageInfo } from '../qemu/img.js';
 import type { BlockDevice } from '../qemu/qmp.js';
 import type { VmPaths } from '../runtime/paths.js';
 import { type KnownDisk, readKnownDisks, readSavedState } from '../runtime/records.js';
-import type { DiskState, SavedStateObservation } from './types.js';
+import type { DiskState, ImageState, SavedStateObservation } from './types.js';
 
 /** What kind of file a disk path names, in words, when it is not one a disk can be. */
 function notADiskFile(stat: Stats): string | undefined {
@@ -54,11 +59,17 @@ export async function observeDisk(
       ...withKnown,
       ...optional('virtualSizeBytes', block.inserted.virtualSizeBytes),
       snapshots: block.inserted.snapshots,
+      ...optional('backingFile', block.inserted.backingFile),
     };
   }
   try {
     const info = await imageInfo(file, format);
-    return { ...withKnown, virtualSizeBytes: info.virtualSizeBytes, snapshots: info.snapshots };
+    return {
+      ...withKnown,
+      virtualSizeBytes: info.virtualSizeBytes,
+      snapshots: info.snapshots,
+      ...optional('backingFile', info.backingFile),
+    };
   } catch (error) {
     if (!isQvmError(error)) throw error;
     const why = error.message.replace(/^reading .*? as \w+: /, '');
@@ -81,4 +92,22 @@ export function observeSavedState(paths: VmPaths): SavedStateObservation | undef
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
+}
+
+/** What qvm knows of a VM's image: the cache's copy of a download (or its announced size), or a local file's format. */
+export async function observeImage(image: ImageSpec, needed: boolean): Promise<ImageState> {
+  if (image.kind === 'path') {
+    if (!needed) return { kind: 'path' };
+    try {
+      return { kind: 'path', format: await checkImageFile(image.path, image.path) };
+    } catch (error) {
+      if (!isQvmError(error)) throw error;
+      return { kind: 'path', error: error.message };
+    }
+  }
+  const cached = lookupImage(imageDigest(image));
+  if (cached)
+    return { kind: 'url', cached: { path: cached.path, format: cached.format, sizeBytes: cached.sizeBytes } };
+  const size = needed ? await remoteSize(image.url) : undefined;
+  return { kind: 'url', ...optional('remoteSizeBytes', size) };
 }

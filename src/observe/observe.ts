@@ -27,8 +27,8 @@ import {
   vmPaths,
 } from '../runtime/paths.js';
 import { checkPidfile } from '../runtime/process.js';
-import { readLaunchRecord } from '../runtime/records.js';
-import { observeDisk, observeSavedState } from './disk.js';
+import { readLaunchRecord, readSnapshotRecords } from '../runtime/records.js';
+import { observeDisk, observeImage, observeSavedState } from './disk.js';
 import { checkPort, qvmVmOf } from './ports.js';
 import { qemuProcesses, runningElsewhere, socketOwner } from './processes.js';
 import type { HostFacts, MonitorClash, Observation, ObservedVm, PortConflict, RunningVm } from './types.js';
@@ -231,17 +231,34 @@ export async function observeVm(
   if (spec?.monitor) return observeAdopted(spec, options);
   const paths = vmPaths(namespace, name);
   const savedState = observeSavedState(paths);
-  const common = { name, adopted: false, ...(savedState ? { savedState } : {}) };
+  const snapshotRecords = readSnapshotRecords(paths.snapshots);
+  const common = {
+    name,
+    adopted: false,
+    ...(savedState ? { savedState } : {}),
+    ...(Object.keys(snapshotRecords).length ? { snapshotRecords } : {}),
+  };
   const pidfile = checkPidfile(paths.pidfile);
   if (pidfile.kind !== 'ours') {
     const disk = spec?.disk ? await observeDisk(spec.disk.path, spec.disk.format, paths) : undefined;
+    // The image matters when the disk is still to be made, or when the base it was made from is gone.
+    const needed =
+      disk !== undefined &&
+      (!disk.exists || (disk.backingFile !== undefined && !existsSync(disk.backingFile)));
+    const image = spec?.image ? await observeImage(spec.image, needed) : undefined;
     const stale =
       pidfile.kind === 'stale'
         ? `${pidfile.reason}; its pidfile is stale`
         : existsSync(paths.qmp)
           ? 'a monitor socket was left by a QEMU that is gone'
           : undefined;
-    return { ...common, state: 'stopped', ...(disk ? { disk } : {}), ...(stale ? { stale } : {}) };
+    return {
+      ...common,
+      state: 'stopped',
+      ...(disk ? { disk } : {}),
+      ...(image ? { image } : {}),
+      ...(stale ? { stale } : {}),
+    };
   }
   try {
     return { ...common, ...(await observeRunning(name, spec, paths, pidfile.process, options)) };

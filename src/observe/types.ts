@@ -3,7 +3,18 @@
  * monitor does not answer is `unknown` with the error, and the others are observed as usual.
  */
 import type { ObservedForward } from '../qemu/parse/usernet.js';
-import type { KnownDisk, LaunchRecord, SavedStateRecord } from '../runtime/records.js';
+import type { KnownDisk, LaunchRecord, SavedStateRecord, SnapshotRecord } from '../runtime/records.js';
+
+/** What qvm knows of a VM's image before starting it. */
+export type ImageState =
+  | {
+      kind: 'url';
+      /** The cache's copy, when it holds one. */
+      cached?: { path: string; format: string; sizeBytes: number };
+      /** The size the server announces, when the image must be downloaded and the server says. */
+      remoteSizeBytes?: number;
+    }
+  | { kind: 'path'; format?: string; error?: string };
 
 export interface DiskState {
   path: string;
@@ -26,6 +37,8 @@ export interface DiskState {
   freeBytes?: number;
   /** Bytes the file takes on that filesystem now (its blocks). */
   allocatedBytes?: number;
+  /** The backing file a qcow2 overlay names (what an `image:` disk was made from). */
+  backingFile?: string;
 }
 
 /** The hibernation record of a VM: the record, or why it cannot be used. */
@@ -36,8 +49,12 @@ interface Common {
   /** Started outside qvm and reached through `monitor:` in the manifest. */
   adopted: boolean;
   disk?: DiskState;
+  /** The VM's `image:`, when it has one and its disk is still to be made. */
+  image?: ImageState;
   /** qvm's record that it hibernated this VM (state: saved), if there is one. */
   savedState?: SavedStateObservation;
+  /** How the VM ran when qvm saved each of its snapshots, by tag. */
+  snapshotRecords?: Record<string, SnapshotRecord>;
 }
 
 /** No process: never started, stopped, or its process died (then `stale` says what was left behind). */

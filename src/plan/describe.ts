@@ -38,7 +38,7 @@ export function describeChange(change: VmChange, baseDir: string): string {
       const why = [
         ...(change.refreshSnapshot ? [`refresh snapshot ${change.saveSnapshot}`] : []),
         ...(change.stuckIn ? [`stuck in ${change.stuckIn}`] : []),
-        ...change.fields.map((f) => `${f.field} ${f.from} -> ${f.to}`),
+        ...change.fields.map((f) => f.text ?? `${f.field} ${f.from} -> ${f.to}`),
       ];
       return `restart: ${why.length ? why.join(', ') : 'the command line changed'}`;
     }
@@ -80,13 +80,19 @@ export function forwardText(f: PlannedForward): string {
 
 function startText(change: StartChange, baseDir: string): string {
   const details: string[] = [];
+  if (change.fetchImage) {
+    const size =
+      change.fetchImage.sizeBytes !== undefined ? ` (${mebibytes(change.fetchImage.sizeBytes)})` : '';
+    details.push(`downloads ${change.fetchImage.label}${size}`);
+  }
   if (change.createDisk) {
     const size =
       change.createDisk.sizeBytes !== undefined ? `, ${formatSize(change.createDisk.sizeBytes)}` : '';
-    const backing = change.createDisk.backing
-      ? `, overlay of ${display(baseDir, change.createDisk.backing)}`
-      : '';
-    details.push(`creates ${display(baseDir, change.createDisk.path)}${size}${backing}`);
+    const base =
+      change.fetchImage?.label ?? (change.createDisk.backing && display(baseDir, change.createDisk.backing));
+    details.push(
+      `creates ${display(baseDir, change.createDisk.path)}${size}${base ? `, overlay of ${base}` : ''}`,
+    );
   }
   if (change.bootFrom?.kind === 'snapshot') details.push(`from snapshot ${change.bootFrom.tag}`);
   details.push(...stepDetails(change));
@@ -110,6 +116,11 @@ function startText(change: StartChange, baseDir: string): string {
   }
 }
 
+/** A byte count for people, in whole MiB: `346M`. */
+function mebibytes(bytes: number): string {
+  return `${Math.max(1, Math.round(bytes / 2 ** 20))}M`;
+}
+
 /** The disk and warm-snapshot steps a start will take, in plan words. */
 function stepDetails(change: StartSteps): string[] {
   const out: string[] = [];
@@ -118,8 +129,12 @@ function stepDetails(change: StartSteps): string[] {
       `grows the disk ${formatSize(change.resizeDisk.fromBytes)} -> ${formatSize(change.resizeDisk.toBytes)}`,
     );
   }
-  for (const drop of change.dropSnapshots ?? [])
+  for (const drop of change.dropSnapshots ?? []) {
+    if (drop.tag === change.staleSnapshot?.tag) continue; // said by "is stale" below
     out.push(drop.tag === SAVED_STATE_TAG ? 'drops the saved state' : `drops snapshot ${drop.tag}`);
+  }
+  if (change.staleSnapshot)
+    out.push(`snapshot ${change.staleSnapshot.tag} is stale: ${change.staleSnapshot.why}`);
   if (change.saveSnapshot) out.push(`cold boot, then saves snapshot ${change.saveSnapshot} once ready`);
   return out;
 }

@@ -25,6 +25,8 @@ const FIELD_DISPLAY: Record<string, { field: string; show: (value: unknown, base
     },
   },
   append: { field: 'append', show: (v) => JSON.stringify(v) },
+  // The seed's content is shown by its effect, not its hash (and never its keys).
+  seed: { field: 'cloud-init seed', show: (v) => (v === undefined ? '(none)' : 'set') },
   args: { field: 'args', show: (v) => JSON.stringify(v) },
 };
 
@@ -46,6 +48,10 @@ export function fieldChanges(before: RecordedLaunch, after: LaunchSpec, baseDir:
   const changes: FieldChange[] = [];
   for (const key of keys) {
     if (JSON.stringify(b[key]) === JSON.stringify(a[key])) continue;
+    if (key === 'seed' && b[key] !== undefined && a[key] !== undefined) {
+      changes.push({ field: 'cloud-init seed', from: '', to: '', text: 'cloud-init seed changed' });
+      continue;
+    }
     changes.push({
       field: FIELD_DISPLAY[key]?.field ?? key,
       from: show(key, b[key], baseDir),

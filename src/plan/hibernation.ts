@@ -54,10 +54,13 @@ export function hibernationSteps(
     const changed = fieldChanges(record.launch, wanted, ctx.manifest.dir);
     if (changed.length > 0) {
       ctx.problem(
-        `was hibernated (${record.savedAt}) with another configuration than the manifest's now (${changed.map((f) => `${f.field} ${f.from} -> ${f.to}`).join(', ')}), and QEMU resumes a saved state only with the configuration it was saved with. Set those fields back and apply to resume it, or \`qvm apply --discard-saved-state\` to drop the saved state and boot cold`,
+        `was hibernated (${record.savedAt}) with another configuration than the manifest's now (${changed.map((f) => f.text ?? `${f.field} ${f.from} -> ${f.to}`).join(', ')}), and QEMU resumes a saved state only with the configuration it was saved with. Set those fields back and apply to resume it, or \`qvm apply --discard-saved-state\` to drop the saved state and boot cold`,
       );
       return undefined;
     }
   }
-  return { bootFrom: { tag: SAVED_STATE_TAG, kind: 'saved-state' } };
+  return {
+    bootFrom: { tag: SAVED_STATE_TAG, kind: 'saved-state' },
+    ...(spec.ssh?.access ? { syncClock: spec.ssh.access } : {}),
+  };
 }

@@ -25,6 +25,7 @@ export function launchSpec(
     ...(spec.kernel !== undefined ? { kernel: spec.kernel } : {}),
     ...(spec.initrd !== undefined ? { initrd: spec.initrd } : {}),
     ...(spec.append !== undefined ? { append: spec.append } : {}),
+    ...(spec.seed ? { seed: spec.seed } : {}),
     args: spec.args,
     ...(bootFrom ? { loadvm: bootFrom.tag } : {}),
   };

@@ -5,12 +5,15 @@
  */
 
 import { formatMemory, formatSize } from '../model/units.js';
-import type { DiskState, ObservedVm } from '../observe/types.js';
+import type { DiskState, ImageState, ObservedVm } from '../observe/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import type { DiskCreation } from '../qemu/img.js';
 import type { VmPlanning } from './context.js';
 import { display } from './describe.js';
+import { fieldChanges } from './fields.js';
 import { hibernationSteps } from './hibernation.js';
+import { checkDiskImage, diskFromImage } from './image.js';
+import { launchSpec } from './launch.js';
 import type { StartSteps } from './types.js';
 
 /** A start's steps, and the disk's format for the launch. */
@@ -44,7 +47,7 @@ export function diskGrowth(ctx: VmPlanning, disk: DiskState | undefined): StartS
 export function prepareStart(ctx: VmPlanning, observed: ObservedVm): PreparedStart | undefined {
   if (!hostCanRun(ctx) || !portsFree(ctx)) return undefined;
   const disk = observed.disk;
-  const diskSteps = prepareDisk(ctx, disk);
+  const diskSteps = prepareDisk(ctx, disk, observed.image);
   if (!diskSteps) return undefined;
   const boot = bootSource(ctx, observed, disk);
   if (!boot) return undefined;
@@ -91,10 +94,15 @@ function portsFree(ctx: VmPlanning): boolean {
 }
 
 /** The disk steps: create a missing disk, grow a small one; refuse what cannot work or is not safe. */
-function prepareDisk(ctx: VmPlanning, disk: DiskState | undefined): StartSteps | undefined {
+function prepareDisk(
+  ctx: VmPlanning,
+  disk: DiskState | undefined,
+  image: ImageState | undefined,
+): StartSteps | undefined {
   const { spec, manifest } = ctx;
   if (!spec.disk || !disk) return {};
   const shown = display(manifest.dir, spec.disk.path);
+  if (!disk.exists && spec.image) return diskFromImage(ctx, image);
   if (!disk.exists) {
     if (spec.disk.sizeBytes === undefined && !spec.disk.backing) {
       ctx.problem(`${shown} does not exist; set disk.size (or disk.backing) so qvm can create it`, 'disk');
@@ -110,7 +118,12 @@ function prepareDisk(ctx: VmPlanning, disk: DiskState | undefined): StartSteps |
     return { createDisk };
   }
   if (disk.error) {
-    ctx.problem(`cannot use ${shown}: ${disk.error}`, 'disk');
+    // An overlay whose image the cache no longer holds cannot be opened; the pinned digest gets it back.
+    const hint =
+      spec.image?.kind === 'url' && /backing/i.test(disk.error)
+        ? '; its image is not in the cache any more: `qvm pull` fetches it again (the digest pins it)'
+        : '';
+    ctx.problem(`cannot use ${shown}: ${disk.error}${hint}`, 'disk');
     return undefined;
   }
   if (disk.known && disk.known.format !== spec.disk.format) {
@@ -120,9 +133,30 @@ function prepareDisk(ctx: VmPlanning, disk: DiskState | undefined): StartSteps |
     );
     return undefined;
   }
+  const fromImage = spec.image ? checkDiskImage(ctx, disk, image) : {};
+  if (!fromImage) return undefined;
   const resizeDisk = diskGrowth(ctx, disk);
   if (resizeDisk === null) return undefined;
-  return resizeDisk ? { resizeDisk } : {};
+  return { ...fromImage, ...(resizeDisk ? { resizeDisk } : {}) };
+}
+
+/** How the configuration differs from the one a snapshot was saved with, in plan words; undefined when it does not. */
+function staleness(
+  ctx: VmPlanning,
+  observed: ObservedVm,
+  disk: DiskState | undefined,
+  tag: string,
+): string | undefined {
+  const record = observed.snapshotRecords?.[tag];
+  if (!record) return undefined;
+  const changes = fieldChanges(
+    record.launch,
+    launchSpec(ctx.spec, ctx.accel, ctx.spec.forwards, disk),
+    ctx.manifest.dir,
+  );
+  return changes.length
+    ? changes.map((f) => f.text ?? `${f.field} ${f.from} -> ${f.to}`).join(', ')
+    : undefined;
 }
 
 /**

@@ -5,7 +5,9 @@
  *
  * Fields marked "display only" explain a change to people; the executor must not decide anything from them.
  */
+import type { Digest } from '../images/cache.js';
 import type { ReadySpec } from '../manifest/types.js';
+import type { SshAccess } from '../model/access.js';
 import type { HostForward } from '../model/forward.js';
 import type { LaunchSpec } from '../qemu/argv.js';
 import type { DiskCreation } from '../qemu/img.js';
@@ -16,6 +18,8 @@ export interface FieldChange {
   field: string;
   from: string;
   to: string;
+  /** How to say it when "field from -> to" would not (a changed seed has no value worth showing). */
+  text?: string;
 }
 
 /** A forward as the plan carries it: whether other machines can reach it is data, not a renderer's guess. */
@@ -49,9 +53,21 @@ export type StartReason =
   | 'guest-powered-off' // the guest powered off; its QEMU (kept by -no-shutdown) is quit first
   | 'resume'; // a hibernated VM (state: saved) is wanted running again
 
+/** An image to download into the cache before the disk is made from it. */
+export interface ImageFetch {
+  url: string;
+  digest: Digest;
+  /** For people: the catalogue name or the URL's last part. */
+  label: string;
+  /** The size the server announced, when it did (display only). */
+  sizeBytes?: number;
+}
+
 /** The steps around starting a process, in the order apply takes them. */
 export interface StartSteps {
-  /** Before the start: create the disk. */
+  /** Before the start: download the VM's image into the cache (the disk is then made from it). */
+  fetchImage?: ImageFetch;
+  /** Before the start: create the disk (an overlay of the fetched image when `fetchImage` is set). */
   createDisk?: DiskCreation;
   /** Before the start: grow the disk to the manifest's size (qemu-img resize; never shrinks). */
   resizeDisk?: { path: string; fromBytes: number; toBytes: number };
@@ -68,6 +84,10 @@ export interface StartSteps {
   ready?: ReadySpec;
   /** Once ready: `savevm` this tag (the first cold boot of a VM with `snapshot:` and `ready:`). */
   saveSnapshot?: string;
+  /** Display only: the warm snapshot exists but was taken with another configuration, so it is made anew. */
+  staleSnapshot?: { tag: string; why: string };
+  /** After a resume from a snapshot: set the guest's clock (which stopped when it was taken) over this SSH access. */
+  syncClock?: SshAccess;
 }
 
 /** Changes that must be finished before this one starts (a VM leaving the manifest frees a disk or port). */

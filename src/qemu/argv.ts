@@ -32,6 +32,8 @@ export interface LaunchSpec {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** The cloud-init NoCloud seed: a folder served read-only as a FAT drive labelled cidata. */
+  seed?: { dir: string; instanceId: string };
   /** Extra arguments from the manifest, passed as they are. */
   args: string[];
   /** Boot from this snapshot (-loadvm). */
@@ -81,6 +83,14 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
   ];
   if (spec.disk) {
     args.push('-drive', `file=${optionValue(spec.disk.path)},format=${spec.disk.format},if=virtio,id=disk0`);
+  }
+  if (spec.seed) {
+    // QEMU's vvfat driver serves a host folder as a FAT drive; read-only, it is skipped by savevm, so warm
+    // snapshots still work. cloud-init's NoCloud finds it by its label.
+    args.push(
+      '-drive',
+      `if=virtio,format=raw,readonly=on,file.driver=vvfat,file.dir=${optionValue(spec.seed.dir)},file.label=cidata,id=seed0`,
+    );
   }
   if (spec.cdrom) {
     args.push(

@@ -23,7 +23,10 @@ export interface ImageInfo {
   virtualSizeBytes: number;
   /** Snapshot tags stored in the image (qcow2 internal snapshots). */
   snapshots: string[];
+  /** The backing file the image names (qcow2 overlays). */
   backingFile?: string;
+  /** An external data file a qcow2 image names. */
+  dataFile?: string;
 }
 
 async function run(args: string[], what: string): Promise<string> {
@@ -61,12 +64,18 @@ export async function imageInfo(file: string, format: string): Promise<ImageInfo
     snapshots?: { name: string }[];
     'backing-filename'?: string;
     'full-backing-filename'?: string;
+    'format-specific'?: { data?: { 'data-file'?: string } };
   };
   return {
     format: info.format,
     virtualSizeBytes: info['virtual-size'],
     snapshots: (info.snapshots ?? []).map((s) => s.name),
-    ...(info['full-backing-filename'] ? { backingFile: info['full-backing-filename'] } : {}),
+    ...(info['full-backing-filename'] || info['backing-filename']
+      ? { backingFile: info['full-backing-filename'] ?? info['backing-filename'] }
+      : {}),
+    ...(info['format-specific']?.data?.['data-file']
+      ? { dataFile: info['format-specific'].data['data-file'] }
+      : {}),
   };
 }
 
@@ -74,8 +83,10 @@ export interface DiskCreation {
   path: string;
   sizeBytes?: number;
   backing?: string;
-  /** The backing image's format, as the manifest declares it. */
+  /** The backing image's format, as the manifest declares it (or as qvm read it once from a verified image). */
   backingFormat?: string;
+  /** The image it is made from, for the record (which digest it was). */
+  image?: { url?: string; sha256?: string; sha512?: string; path?: string };
 }
 
 /** Creates a qcow2 disk (preallocation off), or an overlay of `backing`. Never replaces an existing file. */

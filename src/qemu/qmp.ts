@@ -47,6 +47,8 @@ export interface BlockDevice {
     format: string;
     virtualSizeBytes?: number;
     snapshots: string[];
+    /** The backing file the image names (an overlay's base). */
+    backingFile?: string;
   };
 }
 
@@ -67,6 +69,11 @@ function blockDevice(d: Record<string, unknown>): BlockDevice {
               ? { virtualSizeBytes: image['virtual-size'] }
               : {}),
             snapshots: snapshots.flatMap((x) => (isObject(x) && typeof x.name === 'string' ? [x.name] : [])),
+            ...(typeof image?.['full-backing-filename'] === 'string'
+              ? { backingFile: image['full-backing-filename'] }
+              : typeof image?.['backing-filename'] === 'string'
+                ? { backingFile: image['backing-filename'] }
+                : {}),
           },
         }
       : {}),

@@ -7,9 +7,11 @@
  * nothing by itself: the probe asks QEMU (`info usernet`) whether a connection through that forward reached
  * the ESTABLISHED state inside slirp, which only happens when the guest accepted it.
  */
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { NotReadyError } from '../errors.js';
+import { sshArgs } from '../guest/ssh.js';
 import type { ReadySpec } from '../manifest/types.js';
 import { formatDuration } from '../model/units.js';
 import { parseUsernetRows } from '../qemu/parse/usernet.js';
@@ -33,14 +35,64 @@ const ATTEMPT_TIMEOUT_MS = 1000;
 const SETTLE_MS = 150;
 const RETRY_DELAY_MS = 200;
 
+/** What a probe tries, in words. */
 export function describeProbe(ready: ReadySpec): string {
-  return ready.kind === 'tcp'
-    ? `tcp ${ready.host}:${ready.port}`
-    : `GET http://${ready.host}:${ready.port}${ready.path} answering ${ready.status}`;
+  switch (ready.kind) {
+    case 'tcp':
+      return `tcp ${ready.host}:${ready.port}`;
+    case 'http':
+      return `GET http://${ready.host}:${ready.port}${ready.path} answering ${ready.status}`;
+    case 'ssh':
+      return ready.access ? `ssh ${ready.access.user}@${ready.access.host}:${ready.access.port} true` : 'ssh';
+  }
 }
 
+/** One attempt of a probe. */
 export function probeOnce(ready: ReadySpec, context: ProbeContext): Promise<ProbeResult> {
-  return ready.kind === 'http' ? probeHttp(ready) : probeTcp(ready, context);
+  switch (ready.kind) {
+    case 'http':
+      return probeHttp(ready);
+    case 'tcp':
+      return probeTcp(ready, context);
+    case 'ssh':
+      return probeSsh(ready);
+  }
+}
+
+/** How long one SSH login attempt may take (a guest still booting accepts the TCP connection and says nothing). */
+const SSH_ATTEMPT_TIMEOUT_MS = 10_000;
+
+/**
+ * Ready when an SSH login as the VM's user, with qvm's key and its host key checked strictly, runs `true` and
+ * exits 0: that needs the network, sshd, the user and the keys cloud-init puts in place.
+ */
+function probeSsh(ready: Extract<ReadySpec, { kind: 'ssh' }>): Promise<ProbeResult> {
+  const access = ready.access;
+  if (!access) return Promise.resolve({ ready: false, detail: 'ssh: the VM has no ssh access prepared' });
+  const target = `ssh ${access.user}@${access.host}:${access.port}`;
+  return new Promise((resolve) => {
+    const child = spawn('ssh', sshArgs(access, ['true'], { batch: true, connectTimeoutS: 5 }), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), SSH_ATTEMPT_TIMEOUT_MS);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ ready: false, detail: `${target}: ${error.message}` });
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const said = stderr.trim().split('\n').at(-1) ?? '';
+      resolve(
+        code === 0
+          ? { ready: true, detail: `${target}: logged in` }
+          : { ready: false, detail: `${target}: ${signal ? 'no answer in time' : said || `exit ${code}`}` },
+      );
+    });
+  });
 }
 
 function probeHttp(ready: Extract<ReadySpec, { kind: 'http' }>): Promise<ProbeResult> {

@@ -5,6 +5,7 @@
  */
 import { type Effects, realEffects } from '../apply/effects.js';
 import { applyPlan, type ProgressEvent, type VmResult } from '../apply/executor.js';
+import { prepareGuests } from '../guest/prepare.js';
 import { loadManifest } from '../manifest/manifest.js';
 import type { Manifest } from '../manifest/types.js';
 import { observe } from '../observe/observe.js';
@@ -29,7 +30,7 @@ export async function loadContext(source: string): Promise<Context> {
   const manifest = await loadManifest(source);
   const namespace = namespaceFor(source);
   checkNamespace(namespace);
-  return { manifest, namespace };
+  return { manifest: await prepareGuests(manifest, namespace), namespace };
 }
 
 export interface PassRequest {

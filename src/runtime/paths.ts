@@ -16,9 +16,17 @@
  *   <root>/<namespace>/<vm>/qemu.log      QEMU's own messages (via -D; the previous run's in qemu.previous.log)
  *   <root>/kvm-probe.json                 whether KVM can run guests here, cached per host boot
  *
+ *   <root>/<namespace>/<vm>/cidata-<id>/  the VM's cloud-init seed (one folder per seed: a running VM's
+ *                                         stays as it was while a new one is written)
+ *
  * The state root holds what must outlive the process and a reboot:
  *   <state>/<namespace>/<vm>/disks.json        the disks qvm created or first opened, with inode and format
  *   <state>/<namespace>/<vm>/saved-state.json  the VM was hibernated by qvm (state: saved), and how it ran
+ *   <state>/<namespace>/<vm>/snapshots.json    how the VM ran when qvm saved each of its warm snapshots
+ *   <state>/<namespace>/ssh/id_ed25519         the manifest's SSH user key (and .pub)
+ *   <state>/<namespace>/<vm>/ssh_host_ed25519_key  the VM's SSH host key (and .pub), known before it boots
+ *   <state>/<namespace>/<vm>/known_hosts       that host key, under the VM's alias
+ *   <state>/<namespace>/<vm>/ssh-port          the loopback port qvm picked for SSH, kept across restarts
  *
  * The runtime root does not depend on how qvm was started (a login shell, cron, sudo, systemd): it is
  * $QVM_RUNTIME_DIR when that is set (an explicit override), else /run/qvm for root and /tmp/qvm-<uid> for
@@ -54,6 +62,10 @@ export interface VmPaths {
   stateDir: string;
   disks: string;
   savedState: string;
+  snapshots: string;
+  sshHostKey: string;
+  knownHosts: string;
+  sshPort: string;
 }
 
 export interface Namespace {
@@ -69,6 +81,8 @@ export interface Namespace {
   lock: string;
   /** The namespace's folder in the state root. */
   stateDir: string;
+  /** The manifest's SSH user key. */
+  sshKey: string;
 }
 
 /** The KVM probe's cached answer (qemu/accel.ts), shared by every namespace of the root. */
@@ -152,12 +166,18 @@ export function namespaceFor(source: string, root = runtimeRoot(), state = state
     record: namespaceRecord(dir),
     lock: path.join(dir, 'lock'),
     stateDir: path.join(state, id),
+    sshKey: path.join(state, id, 'ssh', 'id_ed25519'),
   };
 }
 
 /** namespace.json in a namespace folder: which manifest the namespace belongs to. */
 export function namespaceRecord(namespaceDir: string): string {
   return path.join(namespaceDir, 'namespace.json');
+}
+
+/** The folder of a VM's cloud-init seed with this instance-id. */
+export function seedDir(paths: VmPaths, instanceId: string): string {
+  return path.join(paths.dir, `cidata-${instanceId}`);
 }
 
 /** The runtime and state files of one VM of a namespace. */
@@ -181,6 +201,10 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     stateDir,
     disks: path.join(stateDir, 'disks.json'),
     savedState: path.join(stateDir, 'saved-state.json'),
+    snapshots: path.join(stateDir, 'snapshots.json'),
+    sshHostKey: path.join(stateDir, 'ssh_host_ed25519_key'),
+    knownHosts: path.join(stateDir, 'known_hosts'),
+    sshPort: path.join(stateDir, 'ssh-port'),
   };
   for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {

@@ -31,6 +31,7 @@ export interface RecordedLaunch {
   kernel?: string;
   initrd?: string;
   append?: string;
+  seed?: { dir: string; instanceId: string };
   args: string[];
 }
 
@@ -66,6 +67,8 @@ export interface KnownDisk {
   /** qvm created this file (only then may `destroy --delete-disks` delete it). */
   created: boolean;
   at: string;
+  /** The image qvm made it from, as an overlay: an image changed in the manifest later is told apart by it. */
+  image?: { url?: string; sha256?: string; sha512?: string; path?: string };
 }
 
 /** A hibernation qvm carried out: written after the VM's process ended, removed before it is resumed. */
@@ -185,6 +188,7 @@ function isRecordedLaunch(v: unknown): v is RecordedLaunch {
     optional(v.kernel, isString) &&
     optional(v.initrd, isString) &&
     optional(v.append, isString) &&
+    optional(v.seed, (x) => isObject(x) && isString(x.dir) && isString(x.instanceId)) &&
     isStringArray(v.args)
   );
 }
@@ -336,4 +340,29 @@ export function readSavedState(file: string): SavedStateRecord | UnreadableRecor
 /** Writes the hibernation record durably (fsync'd file, then rename). */
 export function writeSavedState(file: string, record: SavedStateRecord): void {
   writeJson(file, record, { durable: true });
+}
+
+/** How a VM ran when qvm saved one of its snapshots: QEMU loads a snapshot only into the same configuration. */
+export interface SnapshotRecord {
+  tag: string;
+  savedAt: string;
+  launch: RecordedLaunch;
+}
+
+/** The VM's snapshot records, by tag; records that are not well formed are ignored. */
+export function readSnapshotRecords(file: string): Record<string, SnapshotRecord> {
+  const read = readJson(file);
+  if (!('value' in read) || !isObject(read.value)) return {};
+  const out: Record<string, SnapshotRecord> = {};
+  for (const [tag, v] of Object.entries(read.value)) {
+    if (isObject(v) && isString(v.savedAt) && isRecordedLaunch(v.launch)) {
+      out[tag] = { tag, savedAt: v.savedAt, launch: v.launch };
+    }
+  }
+  return out;
+}
+
+/** Records how the VM ran when a snapshot was saved (replacing an older record of that tag). */
+export function recordSnapshot(file: string, record: SnapshotRecord): void {
+  writeJson(file, { ...readSnapshotRecords(file), [record.tag]: record });
 }

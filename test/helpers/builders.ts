@@ -26,6 +26,7 @@ export const NS: Namespace = {
   record: '/run/qvm/ns/namespace.json',
   lock: '/run/qvm/ns/lock',
   stateDir: '/var/lib/qvm/ns',
+  sshKey: '/var/lib/qvm/ns/ssh/id_ed25519',
 };
 
 export function manifest(text: string): Manifest {

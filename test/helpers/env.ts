@@ -59,7 +59,13 @@ export function demoVm(name: string, extra: Record<string, unknown> = {}): Recor
  * spend seconds of CPU trying a network boot.
  */
 export function bareVm(extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { memory: '32M', accel: 'tcg', stopTimeout: '1s', args: ['-global', 'e1000.romfile='], ...extra };
+  return {
+    memory: '32M',
+    accel: 'tcg',
+    stopTimeout: '1s',
+    args: ['-global', 'virtio-net-pci.romfile='],
+    ...extra,
+  };
 }
 
 /** A manifest of these VMs, as YAML. */

@@ -214,7 +214,12 @@ describe('hibernation that cannot fit on the disk', () => {
     bareVm({
       memory: SAVED_MEMORY,
       disk: { path: 'disks/web.qcow2', size: '64M' },
-      args: ['-global', 'e1000.romfile=', '-device', `loader,file=${blob},addr=0x2000000,force-raw=on`],
+      args: [
+        '-global',
+        'virtio-net-pci.romfile=',
+        '-device',
+        `loader,file=${blob},addr=0x2000000,force-raw=on`,
+      ],
       ...extra,
     });
 

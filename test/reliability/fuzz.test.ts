@@ -286,6 +286,9 @@ describe('plan and apply on hostile but valid manifests', () => {
             growDisk: async () => {},
             recordSavedState: () => {},
             forgetSavedState: () => {},
+            recordSnapshot: () => {},
+            syncClock: async () => true,
+            fetchImage: async () => ({ path: '/cache/image', format: 'qcow2' }),
           };
           await applyPlan(p, effects);
           return sent.every((command) => SAFE_MONITOR_COMMAND.test(command));

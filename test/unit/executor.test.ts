@@ -48,7 +48,7 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
       calls.push(`${vm}: remember +${added.length} -${removed.length}`);
     },
     async waitReady(_vm, ready, socket) {
-      calls.push(`${socket}: wait ready ${ready.kind} ${ready.port}`);
+      calls.push(`${socket}: wait ready ${ready.kind} ${'port' in ready ? ready.port : ''}`);
       return { elapsedMs: 1500 };
     },
     async deleteSnapshotOffline(diskPath, tag) {
@@ -62,6 +62,17 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     },
     forgetSavedState(vm) {
       calls.push(`${vm}: forget saved state`);
+    },
+    recordSnapshot(vm, tag) {
+      calls.push(`${vm}: record snapshot ${tag}`);
+    },
+    async syncClock(access) {
+      calls.push(`${access.vm}: sync clock`);
+      return true;
+    },
+    async fetchImage(fetch) {
+      calls.push(`fetch ${fetch.url}`);
+      return { path: `/cache/${fetch.digest.hex}`, format: 'qcow2' };
     },
   };
   return { calls, effects };
@@ -215,6 +226,7 @@ describe('warm starts', () => {
       '/run/qvm/ns/web/qmp.sock: wait ready tcp 10022',
       '/run/qvm/ns/web/qmp.sock: savevm ready',
       '/run/qvm/ns/web/qmp.sock: info snapshots',
+      'web: record snapshot ready',
     ]);
     expect(events.at(-1)).toMatchObject({
       type: 'done',
@@ -237,6 +249,7 @@ describe('warm starts', () => {
       '/run/qvm/ns/web/qmp.sock: wait ready tcp 10022',
       '/run/qvm/ns/web/qmp.sock: savevm ready',
       '/run/qvm/ns/web/qmp.sock: info snapshots',
+      'web: record snapshot ready',
     ]);
   });
 });

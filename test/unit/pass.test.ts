@@ -45,6 +45,9 @@ function recordingEffects(calls: string[]): Effects {
     growDisk: async () => {},
     recordSavedState: () => {},
     forgetSavedState: () => {},
+    recordSnapshot: () => {},
+    syncClock: async () => true,
+    fetchImage: async () => ({ path: '/cache/image', format: 'qcow2' }),
   };
 }
 

@@ -1,0 +1,34 @@
+/**
+ * The guest's clock after a resume. A snapshot holds the guest's clock as it was when the snapshot was taken,
+ * so a guest resumed from a snapshot saved an hour ago is an hour behind (and TLS and package managers
+ * complain). With SSH access qvm sets it to the host's time through `sudo date`; with the guest agent,
+ * `guest-set-time` does it (guest/agent.ts).
+ */
+import { spawn } from 'node:child_process';
+import type { SshAccess } from '../model/access.js';
+import { sshArgs } from './ssh.js';
+
+const CLOCK_TIMEOUT_MS = 15_000;
+
+/** Sets the guest's clock to the host's over SSH; false when it could not (no sudo, no answer in time). */
+export function syncGuestClock(access: SshAccess): Promise<boolean> {
+  return new Promise((resolve) => {
+    const seconds = (Date.now() / 1000).toFixed(3);
+    const child = spawn(
+      'ssh',
+      sshArgs(access, ['sudo', '-n', 'date', '-u', '-s', `@${seconds}`], { batch: true, connectTimeoutS: 5 }),
+      {
+        stdio: 'ignore',
+      },
+    );
+    const timer = setTimeout(() => child.kill('SIGKILL'), CLOCK_TIMEOUT_MS);
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
+    });
+  });
+}

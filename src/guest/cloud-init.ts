@@ -1,0 +1,90 @@
+/**
+ * The cloud-init NoCloud seed of a VM: meta-data (instance-id, hostname), user-data and network-config, as
+ * files a read-only drive labelled `cidata` serves to the guest. Pure: the same inputs give the same files.
+ *
+ * qvm adds its own part to the user's #cloud-config without dropping anything the user wrote (comments
+ * included): the `ssh:` user with qvm's key, and the host key qvm generated. The instance-id is a hash of the
+ * seed's content, so a changed seed is a new instance to cloud-init (it runs again) and to qvm (a restart,
+ * shown in the plan, and a warm snapshot taken under the old seed is not resumed).
+ */
+import { createHash } from 'node:crypto';
+import { isMap, isSeq, parseDocument, type YAMLMap, YAMLSeq } from 'yaml';
+import type { CloudInitSpec } from '../manifest/types.js';
+import type { KeyPair } from './ssh.js';
+
+export interface SeedFiles {
+  instanceId: string;
+  'meta-data': string;
+  'user-data': string;
+  'network-config'?: string;
+}
+
+/** What qvm adds for `ssh:`: the user, their authorized key, and the VM's host key pair. */
+export interface SshProvision {
+  user: string;
+  authorizedKey: string;
+  hostKey: KeyPair;
+}
+
+/** The seed of a VM named `hostname`, from its manifest data and what qvm adds. */
+export function buildSeed(
+  hostname: string,
+  cloudInit: CloudInitSpec | undefined,
+  ssh: SshProvision | undefined,
+): SeedFiles {
+  const userData = mergeUserData(cloudInit?.userData, ssh);
+  const networkConfig = cloudInit?.networkConfig;
+  const hash = createHash('sha256')
+    .update(JSON.stringify([hostname, userData, networkConfig ?? null]))
+    .digest('hex');
+  const instanceId = `qvm-${hash.slice(0, 16)}`;
+  return {
+    instanceId,
+    'meta-data': `instance-id: ${instanceId}\nlocal-hostname: ${hostname}\n`,
+    'user-data': userData,
+    ...(networkConfig !== undefined ? { 'network-config': networkConfig } : {}),
+  };
+}
+
+/**
+ * The user's user data with qvm's additions. A script (`#!...`) is passed as it is (the checker allows one only
+ * without `ssh:`); #cloud-config is edited as a YAML document, so the user's keys, order and comments stay.
+ */
+export function mergeUserData(userData: string | undefined, ssh: SshProvision | undefined): string {
+  if (userData?.startsWith('#!')) return userData;
+  const doc = parseDocument(userData ?? '#cloud-config\n');
+  if (!isMap(doc.contents)) doc.contents = doc.createNode({}) as unknown as typeof doc.contents;
+  if (ssh) {
+    const users = doc.get('users');
+    const list = isSeq(users) ? users : new YAMLSeq();
+    // Listing users replaces the distro's default user unless `default` is listed: keep it, as cloud-init does.
+    if (!isSeq(users)) list.add('default');
+    const existing = list.items.find((u) => isMap(u) && u.get('name') === ssh.user) as YAMLMap | undefined;
+    if (existing) {
+      const keys = existing.get('ssh_authorized_keys');
+      const seq = isSeq(keys) ? keys : new YAMLSeq();
+      if (!seq.items.some((k) => String((k as { value?: unknown }).value ?? k) === ssh.authorizedKey))
+        seq.add(ssh.authorizedKey);
+      existing.set('ssh_authorized_keys', seq);
+    } else {
+      list.add(
+        doc.createNode({
+          name: ssh.user,
+          shell: '/bin/bash',
+          sudo: 'ALL=(ALL) NOPASSWD:ALL',
+          lock_passwd: true,
+          ssh_authorized_keys: [ssh.authorizedKey],
+        }),
+      );
+    }
+    doc.set('users', list);
+    // The host key qvm knows in advance; cloud-init writes it before sshd starts and generates no other.
+    doc.set(
+      'ssh_keys',
+      doc.createNode({ ed25519_private: ssh.hostKey.privateKey, ed25519_public: ssh.hostKey.publicKey }),
+    );
+    doc.set('ssh_genkeytypes', doc.createNode([]));
+  }
+  const text = doc.toString({ lineWidth: 0 });
+  return text.startsWith('#cloud-config') ? text : `#cloud-config\n${text}`;
+}
