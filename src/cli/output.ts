@@ -21,7 +21,16 @@ function colorEnabled(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = proc
   return Boolean(stream.isTTY) && env.TERM !== 'dumb';
 }
 
+/** Output to a pipe whose reader went away (`qvm watch --json | head`) ends qvm quietly, as other tools do. */
+function exitOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+}
+
 export function processOutput(options: { color?: boolean } = {}): Output {
+  exitOnClosedPipe(process.stdout);
   const enabled = options.color ?? colorEnabled(process.stdout);
   return {
     out: process.stdout,
