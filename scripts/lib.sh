@@ -31,3 +31,10 @@ ensure_qemu() {
 ensure_guest() {
   bash guest/build.sh >/dev/null
 }
+
+# The Debian 12 test guest (qcow2 image, kernel, initrd), built once per machine into
+# ${QVM_TEST_CACHE:-$HOME/.cache/qvm-test}/debian-12/, outside the repository. A few minutes cold (mmdebstrap
+# from Debian's mirror, needs root), about 20 ms when cached. See guest/debian/README.md.
+ensure_debian_guest() {
+  bash guest/debian/build.sh >/dev/null
+}
