@@ -426,8 +426,8 @@ export interface Ratio {
 
 export interface Target {
   description: string;
-  /** What the target is about: a ratio's key, or a series' statistic. */
-  metric: { ratio: string } | { series: string; stat: keyof Stats };
+  /** What the target is about: a ratio's key, or a series' statistic (or a number the series records). */
+  metric: { ratio: string } | { series: string; stat: string };
   max?: number;
   min?: number;
   /** The measured value, and whether it met the target (recorded, never asserted). */
@@ -484,10 +484,13 @@ export function target(
   results: { series: Record<string, Series>; ratios?: Record<string, Ratio> },
   source = 'issue 12',
 ): Target {
-  let actual: number | undefined;
+  let actual: unknown;
   if ('ratio' in metric) actual = results.ratios?.[metric.ratio]?.value;
-  else actual = results.series[metric.series]?.stats[metric.stat];
-  if (actual === undefined)
+  else {
+    const s = results.series[metric.series];
+    actual = s?.stats[metric.stat as keyof Stats] ?? s?.[metric.stat];
+  }
+  if (typeof actual !== 'number')
     throw new Error(`target ${description}: nothing measured for ${JSON.stringify(metric)}`);
   const met =
     (limit.max === undefined || actual <= limit.max) && (limit.min === undefined || actual >= limit.min);
