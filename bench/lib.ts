@@ -73,7 +73,7 @@ function qemuProcessCount(): number {
 export function loadNote(machine: MachineInfo): string | undefined {
   const [one] = machine.loadAverage;
   return one > machine.cores / 2
-    ? `The machine was busy at the start: load average ${machine.loadAverage.join(', ')} on ${machine.cores} cores${machine.qemuProcesses ? `, ${machine.qemuProcesses} QEMU processes already running` : ''}; figures may be slower than on an idle machine.`
+    ? `The machine was busy at the start: load average ${machine.loadAverage.join(', ')} on ${machine.cores} cores${machine.qemuProcesses ? `, ${machine.qemuProcesses} QEMU process${machine.qemuProcesses === 1 ? '' : 'es'} already running` : ''}; figures may be slower than on an idle machine.`
     : undefined;
 }
 
@@ -505,7 +505,7 @@ function codeVersion(): { commit: string; dirty: boolean } {
     }).trim();
     const status = execFileSync(
       'git',
-      ['status', '--porcelain', '--', 'src', 'bin', 'bench', 'package.json'],
+      ['status', '--porcelain', '--', 'src', 'bin', 'bench', ':(exclude)bench/results', 'package.json'],
       {
         cwd: ROOT,
         encoding: 'utf8',

@@ -109,12 +109,12 @@ try {
       `Classic candidate \`${generic(c.command)}\`: printed the output ${c.printed}/${c.runs} times, median ${c.medianMs} ms${c.command === fastest ? ' (chosen: the fastest that always printed it)' : ''}.`,
     );
 
-  // The seed recipe exactly as written: Debian's nc (netcat-openbsd) waits for the server to hang up after
-  // stdin ends, and QEMU never does, so it does not end on its own.
+  // The seed recipe exactly as written: Debian's nc (netcat-openbsd) keeps the connection open after stdin
+  // ends (no -q or -N), and QEMU keeps its side open while the client does, so it never ends on its own.
   const asWritten = await sh(`cat <(echo "${COMMAND}"; sleep 1) | nc -U ${vm.hmp}`, { timeoutMs: 4000 });
   notes.push(
     asWritten.timedOut
-      ? "The seed recipe as written, `cat <(echo CMD; sleep 1) | nc -U SOCK`, did not exit within 4 s: Debian's nc (netcat-openbsd) waits for QEMU to hang up, which it never does. It is measured with `-q0` added, which makes nc quit when `cat` ends."
+      ? "The seed recipe as written, `cat <(echo CMD; sleep 1) | nc -U SOCK`, did not exit within 4 s: Debian's nc (netcat-openbsd) keeps the connection open after its input ends, and so does QEMU. It is measured with `-q0` added, which makes nc quit when `cat` ends."
       : `The seed recipe as written exited on its own (code ${asWritten.code}).`,
   );
 
