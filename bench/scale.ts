@@ -172,6 +172,7 @@ try {
     },
     notes: [
       `Each VM has one forward (host port -> guest 22); forward 1 in params.vm stands for a free port. Each fleet has its own runtime root.`,
+      'CPU comes from /proc/PID/stat in clock ticks of 10 ms, so a 1 s window resolves 1% of a core; the target uses the whole 20 s (overallPercent).',
       `Memory samples: every 250 ms during ${RESYNC_SAMPLE_MS / 1000} s of resyncs every 2 s, then every 1 s in a watch with a 10-minute interval.`,
     ],
   };
