@@ -1,52 +1,87 @@
 /**
- * A no-op `qvm apply` (everything already matches) against 1, 10 and 30 running VMs, as a whole process.
- * Observation talks to every VM's monitor in parallel, so 30 VMs should cost little more than one.
- * Bare VMs (no guest OS) are enough: observation only talks to QEMU. Run with `npm run bench -- apply`.
+ * A no-op `qvm apply` (everything already matches) against 1, 10 and 30 running VMs, as a whole process,
+ * interleaved: the three fleets run side by side (each with its own runtime root) and every round times one
+ * apply against each. Observation talks to every VM's monitor in parallel, so 30 VMs should cost little more
+ * than one. Bare VMs (no guest OS) are enough: observation only talks to QEMU.
+ * Run with `npm run bench -- apply`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { execa } from 'execa';
-import { machine, median, ms, percentile, timed } from './lib.js';
+import { freePortsDistinct } from '../test/helpers/watch.js';
+import { bareVm, type Fleet, noChanges, startFleet } from './fleet.js';
+import {
+  describeMachine,
+  interleave,
+  machineInfo,
+  progress,
+  type Results,
+  ratio,
+  report,
+  round,
+  runCleanups,
+  seriesOf,
+  target,
+  writeResults,
+} from './lib.js';
 
-const RUNS = 7;
-const bin = new URL('../bin/qvm.js', import.meta.url).pathname;
-const runtime = mkdtempSync(path.join(tmpdir(), 'qvmb-'));
-const env = { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
+const ROUNDS = 20;
+const COUNTS = [1, 10, 30];
 
-async function qvm(args: string[]) {
-  const result = await execa('node', [bin, ...args], { env, reject: false });
-  if (result.exitCode !== 0)
-    throw new Error(`qvm ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
-  return result;
-}
+const machine = machineInfo();
+console.log(`apply: no-op qvm apply with ${COUNTS.join(', ')} running VMs on ${describeMachine(machine)}`);
 
-const rows: string[] = [];
-const medians = new Map<number, number>();
 try {
-  for (const count of [1, 10, 30]) {
-    const dir = mkdtempSync(path.join(tmpdir(), `qvm-bench-${count}-`));
-    const file = path.join(dir, 'qvm.yaml');
-    const vms = Array.from(
-      { length: count },
-      (_, i) =>
-        `  vm${i}:\n    memory: 32M\n    accel: tcg\n    stopTimeout: 500ms\n    forwards: [{ host: ${24000 + count * 100 + i}, guest: 22 }]\n`,
+  const ports = await freePortsDistinct(COUNTS.reduce((a, b) => a + b, 0));
+  const fleets = new Map<number, Fleet>();
+  for (const count of COUNTS) {
+    const vms = Object.fromEntries(
+      Array.from({ length: count }, (_, i) => [
+        `vm${i}`,
+        bareVm({ minimal: true, forwardPort: ports.pop()! }),
+      ]),
     );
-    writeFileSync(file, `vms:\n${vms.join('')}`);
-    await qvm(['apply', '-f', file]);
-    const check = await qvm(['apply', '-f', file]);
-    if (!check.stdout.startsWith('No changes.')) throw new Error(`apply was not a no-op:\n${check.stdout}`);
-    const samples: number[] = [];
-    for (let i = 0; i < RUNS; i++) samples.push(await timed(() => qvm(['apply', '-f', file])));
-    medians.set(count, median(samples));
-    rows.push(`| ${count} | ${RUNS} | ${ms(median(samples))} | ${ms(percentile(samples, 95))} |`);
-    await qvm(['destroy', '-f', file]);
-    rmSync(dir, { recursive: true, force: true });
+    fleets.set(count, await startFleet(`apply${count}`, vms));
   }
-  console.log(`No-op \`qvm apply\` (whole process) on ${machine()}\n`);
-  console.log('| running VMs | runs | median | p95 |\n| ---: | ---: | ---: | ---: |');
-  for (const row of rows) console.log(row);
-  console.log(`\n30 VMs vs 1 VM: ${(medians.get(30)! / medians.get(1)!).toFixed(2)}× the time (median).`);
+  const label = (count: number) => `qvm apply (no changes), ${count} running VM${count === 1 ? '' : 's'}`;
+  const samples = await interleave(
+    Object.fromEntries(
+      COUNTS.map((count) => [
+        label(count),
+        () => fleets.get(count)!.qvm(['apply', '-f', 'm.yaml'], noChanges),
+      ]),
+    ),
+    ROUNDS,
+    { onRound: progress('apply') },
+  );
+  const series = seriesOf(samples);
+  const last = COUNTS.at(-1)!;
+  const ratios = {
+    [`${last} VMs / 1 VM`]: ratio(series, label(last), label(1)),
+    '10 VMs / 1 VM': ratio(series, label(10), label(1)),
+  };
+  const results: Results = {
+    title: 'No-op `qvm apply` (whole process) against 1, 10 and 30 running bare VMs',
+    machine,
+    params: {
+      rounds: ROUNDS,
+      vm: bareVm({ minimal: true, forwardPort: 1 }),
+      startMs: Object.fromEntries(COUNTS.map((c) => [String(c), round(fleets.get(c)!.startMs)])),
+      idleBeforeTiming: Object.fromEntries(COUNTS.map((c) => [String(c), fleets.get(c)!.idle])),
+    },
+    series,
+    ratios,
+    notes: [
+      'Each VM has one forward (host port -> guest 22); forward 1 in params.vm stands for a free port.',
+    ],
+  };
+  results.targets = [
+    target(
+      `no-op apply, ${last} VMs <= 2× 1 VM`,
+      { ratio: `${last} VMs / 1 VM` },
+      { max: 2 },
+      results,
+      'README',
+    ),
+  ];
+  report(writeResults('apply', results), results);
 } finally {
-  rmSync(runtime, { recursive: true, force: true });
+  await runCleanups();
 }

@@ -2,7 +2,8 @@
  * Time to ready for the demo guest: a cold boot against a warm start from its `snapshot:`, each measured from
  * starting `qvm apply` to the guest answering HTTP through its forward (polled every 20 ms, 300 ms per try),
  * so qvm's own start-up and observation are counted too. Cold runs start from no disk (`destroy
- * --delete-disks`), warm runs from the snapshot the last cold run saved (`destroy` keeps the disk).
+ * --delete-disks`), warm runs from the snapshot the last cold run saved (`destroy` keeps the disk). The two
+ * are interleaved (the order shuffled within each round); the destroy before each run is not timed.
  * Run with `npm run bench -- warm` (needs the demo guest: `bash guest/build.sh`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,15 +19,35 @@ import {
   toPort80,
   writeVms,
 } from '../test/helpers/watch.js';
-import { machine, median, ms, percentile } from './lib.js';
+import {
+  describeMachine,
+  interleave,
+  machineInfo,
+  onCleanup,
+  progress,
+  type Results,
+  ratio,
+  report,
+  runCleanups,
+  seriesOf,
+  target,
+  writeResults,
+} from './lib.js';
 
-const RUNS = 5;
+const ROUNDS = 10;
 const TARGET_RATIO = 3;
 
 const bin = new URL('../bin/qvm.js', import.meta.url).pathname;
 const runtime = privateDir('qvmbh-');
 const dir = mkdtempSync(path.join(tmpdir(), 'qvm-bench-warm-'));
 const env = { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
+const machine = machineInfo();
+console.log(`warm: cold boot against warm start (demo guest) on ${describeMachine(machine)}`);
+onCleanup(async () => {
+  await killQemusUnder(runtime);
+  rmSync(runtime, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+});
 
 async function qvm(args: string[]) {
   const result = await execa('node', [bin, ...args], { env, cwd: dir, reject: false });
@@ -52,29 +73,44 @@ try {
   });
   await qvm(['status', '-f', 'm.yaml']); // the one-time KVM probe of a new runtime root, outside the timings
 
-  const cold: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    await qvm(['destroy', '-f', 'm.yaml', '--delete-disks']);
-    cold.push(await timedApply(port, /cold boot, then saves snapshot warm/));
-  }
-  const warm: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    await qvm(['destroy', '-f', 'm.yaml']);
-    warm.push(await timedApply(port, /start \(from snapshot warm\)/));
-  }
-
-  const row = (label: string, s: number[]) =>
-    `| ${label} | ${RUNS} | ${ms(median(s))} | ${ms(percentile(s, 95))} | ${ms(Math.min(...s))} | ${ms(Math.max(...s))} |`;
-  console.log(`Demo guest, \`qvm apply\` started -> HTTP answers, on ${machine()}\n`);
-  console.log('| start | runs | median | p95 | min | max |\n| --- | ---: | ---: | ---: | ---: | ---: |');
-  console.log(row('cold boot', cold));
-  console.log(row('warm (snapshot: warm)', warm));
-  const ratio = median(cold) / median(warm);
-  console.log(
-    `\nWarm is ${ratio.toFixed(1)}× faster (median). Target >= ${TARGET_RATIO}×: ${ratio >= TARGET_RATIO ? 'met' : 'NOT met'}.`,
+  // One cold boot first, so a warm start has its snapshot whichever order the first round takes.
+  await qvm(['destroy', '-f', 'm.yaml', '--delete-disks']);
+  await timedApply(port, /cold boot, then saves snapshot warm/);
+  const labels = { cold: 'cold boot', warm: 'warm start (snapshot: warm)' };
+  const samples = await interleave(
+    {
+      [labels.cold]: {
+        before: () => qvm(['destroy', '-f', 'm.yaml', '--delete-disks']),
+        run: () => timedApply(port, /cold boot, then saves snapshot warm/),
+        selfTimed: true,
+      },
+      [labels.warm]: {
+        before: () => qvm(['destroy', '-f', 'm.yaml']),
+        run: () => timedApply(port, /start \(from snapshot warm\)/),
+        selfTimed: true,
+      },
+    },
+    ROUNDS,
+    { warmup: 0, onRound: progress('warm') },
   );
+  const series = seriesOf(samples);
+  const results: Results = {
+    title: 'Warm start against cold boot: from starting `qvm apply` to the demo guest answering HTTP',
+    machine,
+    params: { rounds: ROUNDS, guest: 'demo guest (guest/out), 256M, TCG, 64M qcow2 disk', pollMs: 20 },
+    series,
+    ratios: { 'cold / warm': ratio(series, labels.cold, labels.warm) },
+  };
+  results.targets = [
+    target(
+      `warm start >= ${TARGET_RATIO}× faster than a cold boot`,
+      { ratio: 'cold / warm' },
+      { min: TARGET_RATIO },
+      results,
+      'README',
+    ),
+  ];
+  report(writeResults('warm', results), results);
 } finally {
-  await killQemusUnder(runtime);
-  rmSync(runtime, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
+  await runCleanups();
 }

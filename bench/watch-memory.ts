@@ -18,7 +18,18 @@ import {
   type WatchProcess,
   writeVms,
 } from '../test/helpers/watch.js';
-import { machine } from './lib.js';
+import {
+  describeMachine,
+  machineInfo,
+  onCleanup,
+  type Results,
+  report,
+  round,
+  runCleanups,
+  series,
+  target,
+  writeResults,
+} from './lib.js';
 
 const VMS = 10;
 const SAMPLE_MS = 250;
@@ -29,8 +40,15 @@ const TARGET_MB = 80;
 const runtime = privateDir('qvmbm-');
 const dir = mkdtempSync(path.join(tmpdir(), 'qvm-bench-watchmem-'));
 const file = path.join(dir, 'm.yaml');
-const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
 let watch: WatchProcess | undefined;
+const machine = machineInfo();
+console.log(`watch-memory: qvm watch resident memory with ${VMS} VMs on ${describeMachine(machine)}`);
+onCleanup(async () => {
+  await watch?.stop('SIGTERM');
+  await killQemusUnder(runtime);
+  rmSync(runtime, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+});
 
 try {
   const ports = await freePortsDistinct(VMS * 2);
@@ -75,22 +93,40 @@ try {
   const liveChanges = since.filter((e) => e.event === 'action-applied').length;
   const failures = since.filter((e) => e.event === 'action-failed' || e.event === 'error').length;
 
-  const rss = samples.map((s) => s.rss);
-  const max = Math.max(...rss);
-  const last = rss.at(-1)!;
-  console.log(`\`qvm watch\` resident memory with ${VMS} running VMs, on ${machine()}\n`);
-  console.log(
-    '| VMs | sampled | samples | passes | edits (live changes) | first | max | last |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  );
-  console.log(
-    `| ${VMS} | ${DURATION_MS / 1000} s | ${samples.length} | ${passes} | ${edits} (${liveChanges}) | ${mb(rss[0]!)} | ${mb(max)} | ${mb(last)} |`,
-  );
-  console.log(
-    `\nTarget: <= ${TARGET_MB} MB: ${max <= TARGET_MB * 2 ** 20 ? 'met' : 'NOT met'} (max ${mb(max)}).${failures ? ` ${failures} failed actions or errors during sampling.` : ''}`,
-  );
+  const label = `qvm watch VmRSS, ${VMS} VMs`;
+  const results: Results = {
+    title: `\`qvm watch\` resident memory (VmRSS) while it watches ${VMS} running bare VMs`,
+    machine,
+    params: {
+      vms: VMS,
+      sampleEveryMs: SAMPLE_MS,
+      durationMs: DURATION_MS,
+      interval: '2s',
+      editEveryMs: EDIT_EVERY_MS,
+      vm: bareVm({ forwards: [{ host: 1, guest: 22 }] }),
+    },
+    series: {
+      [label]: series(
+        samples.map((s) => s.rss / 2 ** 20),
+        'MB',
+        {
+          first: round(samples[0]!.rss / 2 ** 20),
+          last: round(samples.at(-1)!.rss / 2 ** 20),
+          passes,
+          edits,
+          liveChanges,
+        },
+      ),
+    },
+    notes: [
+      "Sampled in a qvm watch with a resync every 2 s and a manifest edit (every VM's forwards changed live) every 5 s.",
+      ...(failures ? [`${failures} failed actions or errors during sampling.`] : []),
+    ],
+  };
+  results.targets = [
+    target(`max <= ${TARGET_MB} MB`, { series: label, stat: 'max' }, { max: TARGET_MB }, results, 'README'),
+  ];
+  report(writeResults('watch-memory', results), results);
 } finally {
-  await watch?.stop('SIGTERM');
-  await killQemusUnder(runtime);
-  rmSync(runtime, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
+  await runCleanups();
 }

@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
-# `npm run bench [-- NAME...]`: runs the benchmarks in bench/ (all, or the ones named) against real QEMU.
+# `npm run bench [-- NAME...]`: runs the benchmarks in bench/ against real QEMU, each writing
+# bench/results/NAME.json; `npm run bench:report` then regenerates the README's tables from those files.
+# Without names it runs the default set. scale (100 VMs) and peer-libvirt (installs, configures and starts
+# libvirt; needs root) take several minutes each and run only when named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+
+DEFAULT=(monitor startup apply watch warm watch-memory)
+OPT_IN=(scale peer-libvirt)
+
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=("${DEFAULT[@]}")
+for name in "${names[@]}"; do
+  if [ ! -f "bench/${name}.ts" ]; then
+    echo "qvm: no benchmark named ${name}; the benchmarks are: ${DEFAULT[*]} ${OPT_IN[*]}" >&2
+    exit 2
+  fi
+done
+
 ensure_node_modules
 ensure_qemu
-# The classic-method baseline needs socat.
-if ! command -v socat >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends socat >/dev/null
+ensure_guest
+# The monitor benchmark's classic recipes need socat and Debian's nc (netcat-openbsd, for nc -U).
+missing=()
+command -v socat >/dev/null 2>&1 || missing+=(socat)
+nc -h 2>&1 | grep -q -- '-U' || missing+=(netcat-openbsd)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "qvm: installing ${missing[*]} from Debian's packages" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+      { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
   else
-    echo "qvm: the monitor benchmark compares against socat; install it with: sudo apt-get install -y socat" >&2
+    echo "qvm: the monitor benchmark needs ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
 fi
 npx tsc -p tsconfig.build.json
-names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(monitor apply watch warm watch-memory)
+
+echo "qvm: benchmarks ${names[*]} (opt-in, when named: ${OPT_IN[*]})" >&2
 for name in "${names[@]}"; do
   echo "## bench/${name}.ts" >&2
   npx tsx "bench/${name}.ts"
 done
+echo "qvm: results in bench/results/; npm run bench:report puts them in README.md" >&2
