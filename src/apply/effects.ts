@@ -55,7 +55,7 @@ export interface Effects {
     ready: ReadySpec,
     socket: string,
     onAttempt?: (detail: string) => void,
-  ): Promise<{ elapsedMs: number }>;
+  ): Promise<{ elapsedMs: number; detail?: string }>;
   /** Deletes a snapshot from the disk of a stopped VM (qemu-img). */
   deleteSnapshotOffline(disk: string, tag: string): Promise<void>;
   /** Grows the disk of a stopped VM (qemu-img resize). */

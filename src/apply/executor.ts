@@ -216,10 +216,13 @@ async function start(
   }
   if (change.ready) {
     step(`waiting for ready (${describeProbe(change.ready)})`);
-    const { elapsedMs } = await effects.waitReady(change.vm, change.ready, change.socket, (detail) =>
-      step(`waiting for ready: ${detail}`),
+    const { elapsedMs, detail } = await effects.waitReady(change.vm, change.ready, change.socket, (d) =>
+      step(`waiting for ready: ${d}`),
     );
     notes.push(`ready in ${formatDuration(elapsedMs)}`);
+    // A guest that is up but whose cloud-init failed is ready to inspect: say so with the result.
+    const failedInit = /cloud-init finished: .*/.exec(detail ?? '')?.[0];
+    if (failedInit) notes.push(failedInit);
   }
   if (change.syncClock) {
     step('setting the guest clock');

@@ -9,7 +9,15 @@
  *
  * The cache root is $QVM_CACHE_DIR, else $XDG_CACHE_HOME/qvm, else ~/.cache/qvm (~ from the password database).
  */
-import { existsSync, linkSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { ImageError } from '../errors.js';
@@ -107,6 +115,8 @@ export function storeImage(
     mode: 0o600,
   });
   writeFileSync(`${by512}.ref`, `${meta.sha256}\n`, { mode: 0o600 });
+  // Read-only: nothing of qvm's (or QEMU through an overlay) ever writes an image.
+  chmodSync(verified, 0o400);
   renameSync(verified, byDigest);
   if (!existsSync(by512)) linkSync(byDigest, by512);
   return image;

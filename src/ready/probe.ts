@@ -59,24 +59,43 @@ export function probeOnce(ready: ReadySpec, context: ProbeContext): Promise<Prob
   }
 }
 
-/** How long one SSH login attempt may take (a guest still booting accepts the TCP connection and says nothing). */
-const SSH_ATTEMPT_TIMEOUT_MS = 10_000;
+/**
+ * How long one SSH login attempt may take: a guest still booting accepts the TCP connection and says nothing,
+ * and a guest that is up may still be running cloud-init, which the attempt waits for.
+ */
+const SSH_ATTEMPT_TIMEOUT_MS = 30_000;
 
 /**
- * Ready when an SSH login as the VM's user, with qvm's key and its host key checked strictly, runs `true` and
- * exits 0: that needs the network, sshd, the user and the keys cloud-init puts in place.
+ * What the login runs: wait for cloud-init to finish, when the guest has it (SSH is up before cloud-init has
+ * run the user's packages and runcmd), and say how it ended. `true` for a guest without cloud-init.
+ */
+const SSH_READY_COMMAND = [
+  'sh',
+  '-c',
+  'if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; cloud-init status; fi; true',
+];
+
+/**
+ * Ready when an SSH login as the VM's user, with qvm's key and its host key checked strictly, succeeds and
+ * cloud-init (when the guest has it) has finished: that needs the network, sshd, the user and the keys
+ * cloud-init puts in place, and everything the user data asked for. cloud-init ending in an error is ready
+ * too (the VM is up and can be inspected), and the detail says so.
  */
 function probeSsh(ready: Extract<ReadySpec, { kind: 'ssh' }>): Promise<ProbeResult> {
   const access = ready.access;
   if (!access) return Promise.resolve({ ready: false, detail: 'ssh: the VM has no ssh access prepared' });
   const target = `ssh ${access.user}@${access.host}:${access.port}`;
   return new Promise((resolve) => {
-    const child = spawn('ssh', sshArgs(access, ['true'], { batch: true, connectTimeoutS: 5 }), {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    const child = spawn('ssh', sshArgs(access, SSH_READY_COMMAND, { batch: true, connectTimeoutS: 5 }), {
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
+    let stdout = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
+    });
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), SSH_ATTEMPT_TIMEOUT_MS);
     child.once('error', (error) => {
@@ -86,9 +105,13 @@ function probeSsh(ready: Extract<ReadySpec, { kind: 'ssh' }>): Promise<ProbeResu
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       const said = stderr.trim().split('\n').at(-1) ?? '';
+      const cloudInit = /status: (\w+)/.exec(stdout)?.[1];
       resolve(
         code === 0
-          ? { ready: true, detail: `${target}: logged in` }
+          ? {
+              ready: true,
+              detail: `${target}: logged in${cloudInit ? `, cloud-init ${cloudInit === 'done' ? 'done' : `finished: ${cloudInit} (qvm ssh ${access.vm} -- cloud-init status --long)`}` : ''}`,
+            }
           : { ready: false, detail: `${target}: ${signal ? 'no answer in time' : said || `exit ${code}`}` },
       );
     });
