@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # `npm run bench [-- NAME...]`: runs the benchmarks in bench/ against real QEMU, each writing
 # bench/results/NAME.json; `npm run bench:report` then regenerates the README's tables from those files.
-# Without names it runs the default set. scale (100 VMs) and peer-libvirt (installs, configures and starts
-# libvirt; needs root) take several minutes each and run only when named.
+# Without names it runs the default set. scale (100 VMs), peer-libvirt (installs, configures and starts
+# libvirt; needs root) and devenv (Debian cold boots) take several minutes each and run only when named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 DEFAULT=(monitor startup apply watch warm watch-memory)
-OPT_IN=(scale peer-libvirt)
+OPT_IN=(scale peer-libvirt devenv)
 
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=("${DEFAULT[@]}")
@@ -22,6 +22,8 @@ done
 ensure_node_modules
 ensure_qemu
 ensure_guest
+# devenv boots the Debian 12 test guest (built once per machine into a cache outside the repository).
+for name in "${names[@]}"; do [ "$name" = devenv ] && ensure_debian_guest && ensure_ssh_client; done
 # The monitor benchmark's classic recipes need socat and Debian's nc (netcat-openbsd, for nc -U).
 missing=()
 command -v socat >/dev/null 2>&1 || missing+=(socat)

@@ -38,3 +38,17 @@ ensure_guest() {
 ensure_debian_guest() {
   bash guest/debian/build.sh >/dev/null
 }
+
+# qvm ssh/cp and the ssh readiness probe use the system's OpenSSH client.
+ensure_ssh_client() {
+  command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "qvm: installing openssh-client from Debian's packages" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null ||
+      { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
+  else
+    echo "qvm: the tests need OpenSSH's client (ssh, scp, ssh-keygen); install with: sudo apt-get install -y openssh-client" >&2
+    return 1
+  fi
+}

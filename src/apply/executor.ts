@@ -161,9 +161,20 @@ async function prepareDisk(
   effects: Effects,
   step: Step,
 ) {
-  if (change.createDisk) {
-    step(`creating ${display(baseDir, change.createDisk.path)}`);
-    await effects.createDisk(change.vm, change.createDisk, change.launch.spec.disk?.format ?? 'qcow2');
+  let createDisk = change.createDisk;
+  if (change.fetchImage) {
+    const label = change.fetchImage.label;
+    step(`downloading ${label}`);
+    const image = await effects.fetchImage(
+      change.fetchImage,
+      throttled((p) => step(`downloading ${label}: ${downloadText(p)}`)),
+    );
+    // The planner could not name the backing file before the download: the cache decides where it lives.
+    if (createDisk) createDisk = { ...createDisk, backing: image.path, backingFormat: image.format };
+  }
+  if (createDisk) {
+    step(`creating ${display(baseDir, createDisk.path)}`);
+    await effects.createDisk(change.vm, createDisk, change.launch.spec.disk?.format ?? 'qcow2');
   }
   if (change.resizeDisk) {
     step(`growing ${display(baseDir, change.resizeDisk.path)} to ${formatSize(change.resizeDisk.toBytes)}`);

@@ -10,17 +10,25 @@ import { sshArgs } from './ssh.js';
 
 const CLOCK_TIMEOUT_MS = 15_000;
 
+/**
+ * The remote side: sudo first (it can take a second to start under TCG), then say so, then read the time the
+ * host sends at that moment. Sending the time with the command would set the guest behind by however long the
+ * login took.
+ */
+const SET_CLOCK = ['sudo', '-n', 'sh', '-c', 'echo ready; read t; date -u -s "@$t" >/dev/null'];
+
 /** Sets the guest's clock to the host's over SSH; false when it could not (no sudo, no answer in time). */
 export function syncGuestClock(access: SshAccess): Promise<boolean> {
   return new Promise((resolve) => {
-    const seconds = (Date.now() / 1000).toFixed(3);
-    const child = spawn(
-      'ssh',
-      sshArgs(access, ['sudo', '-n', 'date', '-u', '-s', `@${seconds}`], { batch: true, connectTimeoutS: 5 }),
-      {
-        stdio: 'ignore',
-      },
-    );
+    const child = spawn('ssh', sshArgs(access, SET_CLOCK, { batch: true, connectTimeoutS: 5 }), {
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    let said = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      said += chunk;
+      if (said === 'ready\n') child.stdin.end(`${(Date.now() / 1000).toFixed(3)}\n`);
+    });
+    child.stdin.on('error', () => {}); // the guest may close first; the exit status says how it went
     const timer = setTimeout(() => child.kill('SIGKILL'), CLOCK_TIMEOUT_MS);
     child.once('error', () => {
       clearTimeout(timer);
@@ -28,7 +36,7 @@ export function syncGuestClock(access: SshAccess): Promise<boolean> {
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      resolve(code === 0);
+      resolve(code === 0 && said === 'ready\n');
     });
   });
 }

@@ -85,6 +85,7 @@ export function mergeUserData(userData: string | undefined, ssh: SshProvision | 
     );
     doc.set('ssh_genkeytypes', doc.createNode([]));
   }
-  const text = doc.toString({ lineWidth: 0 });
+  // The yaml library separates a document's leading comment from its content by a blank line.
+  const text = doc.toString({ lineWidth: 0 }).replace(/^#cloud-config\n\n/, '#cloud-config\n');
   return text.startsWith('#cloud-config') ? text : `#cloud-config\n${text}`;
 }

@@ -89,13 +89,16 @@ function startText(change: StartChange, baseDir: string): string {
     const size =
       change.createDisk.sizeBytes !== undefined ? `, ${formatSize(change.createDisk.sizeBytes)}` : '';
     const base =
-      change.fetchImage?.label ?? (change.createDisk.backing && display(baseDir, change.createDisk.backing));
+      change.fetchImage?.label ??
+      change.imageLabel ??
+      (change.createDisk.backing && display(baseDir, change.createDisk.backing));
     details.push(
       `creates ${display(baseDir, change.createDisk.path)}${size}${base ? `, overlay of ${base}` : ''}`,
     );
   }
   if (change.bootFrom?.kind === 'snapshot') details.push(`from snapshot ${change.bootFrom.tag}`);
   details.push(...stepDetails(change));
+  if (change.sshAt) details.push(`ssh on ${change.sshAt.host}:${change.sshAt.port}`);
   for (const f of change.forwards.filter((f) => f.exposed)) {
     details.push(
       `exposes ${f.proto} ${f.hostAddress}:${f.hostPort} on ${f.hostAddress === '0.0.0.0' ? 'every interface' : f.hostAddress}`,

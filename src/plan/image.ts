@@ -41,6 +41,7 @@ export function diskFromImage(ctx: VmPlanning, image: ImageState | undefined): S
   if (image?.kind === 'url' && image.cached) {
     return {
       createDisk: { ...base, backing: image.cached.path, backingFormat: image.cached.format, image: record },
+      imageLabel: imageLabel(wanted),
     };
   }
   return {

@@ -57,6 +57,7 @@ export function prepareStart(ctx: VmPlanning, observed: ObservedVm): PreparedSta
     ...boot,
     ...(spec.disk ? { diskFormat: spec.disk.format } : {}),
     ...(spec.ready ? { ready: spec.ready } : {}),
+    ...(spec.ssh?.access ? { sshAt: { host: spec.ssh.access.host, port: spec.ssh.access.port } } : {}),
   };
 }
 
@@ -191,8 +192,31 @@ function bootSource(
     };
   }
   if (hibernation.bootFrom || spec.snapshot === undefined) return hibernation;
-  if (snapshots.includes(spec.snapshot))
-    return { ...hibernation, bootFrom: { tag: spec.snapshot, kind: 'snapshot' } };
+  if (snapshots.includes(spec.snapshot)) {
+    const stale = staleness(ctx, observed, disk, spec.snapshot);
+    if (!stale)
+      return {
+        ...hibernation,
+        bootFrom: { tag: spec.snapshot, kind: 'snapshot' },
+        // The guest's clock resumes at the time of the save: set it once the VM answers.
+        ...(spec.ssh?.access ? { syncClock: spec.ssh.access } : {}),
+      };
+    // QEMU would load the snapshot into the new configuration and the guest would carry on with what it had
+    // (an old seed, a different device set): never resume it. A warm one is made anew; any other is the user's.
+    if (!warm) {
+      ctx.problem(
+        `snapshot "${spec.snapshot}" was saved by qvm while the VM ran with another configuration (${stale}); qvm does not load it into this one. Delete it (qvm snapshot delete ${spec.name} ${spec.snapshot} --force) or set the configuration back`,
+        'snapshot',
+      );
+      return undefined;
+    }
+    return {
+      ...hibernation,
+      dropSnapshots: [...(hibernation.dropSnapshots ?? []), { disk: spec.disk!.path, tag: spec.snapshot }],
+      staleSnapshot: { tag: spec.snapshot, why: stale },
+      saveSnapshot: spec.snapshot,
+    };
+  }
   // First boot of a warm VM: boot cold, and save the snapshot once the VM is ready.
   if (warm) return { ...hibernation, saveSnapshot: spec.snapshot };
   ctx.problem(

@@ -69,6 +69,8 @@ export interface StartSteps {
   fetchImage?: ImageFetch;
   /** Before the start: create the disk (an overlay of the fetched image when `fetchImage` is set). */
   createDisk?: DiskCreation;
+  /** Display only: the manifest's name for the image the disk is made from (not the cache's file name). */
+  imageLabel?: string;
   /** Before the start: grow the disk to the manifest's size (qemu-img resize; never shrinks). */
   resizeDisk?: { path: string; fromBytes: number; toBytes: number };
   /**
@@ -86,6 +88,8 @@ export interface StartSteps {
   saveSnapshot?: string;
   /** Display only: the warm snapshot exists but was taken with another configuration, so it is made anew. */
   staleSnapshot?: { tag: string; why: string };
+  /** Display only: where `qvm ssh` reaches the VM (its loopback forward to port 22). */
+  sshAt?: { host: string; port: number };
   /** After a resume from a snapshot: set the guest's clock (which stopped when it was taken) over this SSH access. */
   syncClock?: SshAccess;
 }

@@ -62,6 +62,9 @@ function devManifest(
 const userData = (marker: string) =>
   `#cloud-config\n# the user's own comment stays\nlocale: C.UTF-8\nruncmd:\n  - [sh, -c, "echo ${marker} > /var/tmp/marker"]\n`;
 
+/** The loopback port qvm picked for the VM's SSH, as the plan shows it. */
+const sshPortOf = (text: string) => /ssh on 127\.0\.0\.1:(\d+)/.exec(text)?.[1] ?? 'none';
+
 const gets = () => server.requests.filter((r) => r.method === 'GET' && r.path === '/debian-12.qcow2').length;
 
 beforeAll(async () => {
@@ -87,7 +90,7 @@ describe('a Debian dev VM from one manifest', () => {
     expect(r.exitCode).toBe(0);
     const size = Math.round(readFileSync(guest.image).length / 2 ** 20);
     expect(r.stdout).toContain(
-      `  + dev   start (downloads debian-12 (${size}M); creates disks/dev.qcow2, 4G, overlay of debian-12; cold boot, then saves snapshot warm once ready)`,
+      `  + dev   start (downloads debian-12 (${size}M); creates disks/dev.qcow2, 4G, overlay of debian-12; cold boot, then saves snapshot warm once ready; ssh on 127.0.0.1:${sshPortOf(r.stdout)})`,
     );
   });
 
@@ -98,6 +101,7 @@ describe('a Debian dev VM from one manifest', () => {
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toMatch(/dev: started \(pid \d+\), ready in \S+, saved snapshot warm/);
+    expect(r.stdout).toContain(': logged in, cloud-init done');
     savedAt = Date.now();
     expect(gets()).toBe(1);
     const cached = readdirSync(path.join(cache, 'images', 'sha256')).filter((f) => /^[0-9a-f]{64}$/.test(f));
@@ -172,10 +176,11 @@ describe('a Debian dev VM from one manifest', () => {
     await new Promise((r) => setTimeout(r, Math.max(0, savedAt + 30_000 - Date.now())));
     expect((await run(dir, ['destroy', '-f', 'm.yaml'])).exitCode).toBe(0);
     const plan = await run(dir, ['plan', '-f', 'm.yaml']);
-    expect(plan.stdout).toContain('  + dev   start (from snapshot warm)');
+    expect(plan.stdout).toContain('  + dev   start (from snapshot warm; ssh on 127.0.0.1:');
     const r = await run(dir, ['apply', '-f', 'm.yaml']);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toMatch(/dev: started \(pid \d+\), from snapshot warm, ready in \S+, guest clock set/);
+    expect(r.stdout).toContain(': logged in, cloud-init done');
     // Resumed, not booted: the same boot of the kernel, with what it had written.
     const after = await run(dir, [
       'ssh',
@@ -189,8 +194,14 @@ describe('a Debian dev VM from one manifest', () => {
     ]);
     expect(after.stdout).toBe(`${bootId}marker-one\n`);
     // The snapshot is at least 30 s old: set, the guest's clock is the host's within a few seconds.
-    const clock = await run(dir, ['ssh', 'dev', '-f', 'm.yaml', '--', 'date', '+%s']);
-    expect(Math.abs(Number(clock.stdout.trim()) - Date.now() / 1000)).toBeLessThan(5);
+    // The guest reads its clock somewhere between the start and the end of the ssh call (a login takes a
+    // second or two under TCG): within a second of that window.
+    const askedAt = Date.now() / 1000;
+    const clock = await run(dir, ['ssh', 'dev', '-f', 'm.yaml', '--', 'date', '+%s.%N']);
+    const answeredAt = Date.now() / 1000;
+    const guestNow = Number(clock.stdout.trim());
+    expect(guestNow).toBeGreaterThan(askedAt - 1);
+    expect(guestNow).toBeLessThan(answeredAt + 1);
   });
 
   it('a changed user data is a restart ("cloud-init seed changed"), the stale snapshot is made anew, and the new runcmd ran', {
@@ -252,10 +263,13 @@ describe('downloads that go wrong', () => {
     const second = await run(dir, ['pull', '-f', 'm.yaml']);
     expect(second.exitCode).toBe(0);
     const ranged = server.requests.filter((q) => q.path === '/blob.raw' && q.method === 'GET');
-    expect(ranged.map((q) => [q.status, q.range])).toEqual([
-      [200, undefined],
-      [206, `bytes=${3 * 2 ** 20}-`],
-    ]);
+    expect(ranged.map((q) => q.status)).toEqual([200, 206]);
+    expect(ranged[0]!.range).toBeUndefined();
+    // The client resumes from what it kept: at most what the server sent before dropping (the kernel may
+    // discard the last bytes in flight when the connection is reset), and far more than nothing.
+    const from = Number(/^bytes=(\d+)-$/.exec(ranged[1]!.range ?? '')?.[1]);
+    expect(from).toBeGreaterThan(2 ** 20);
+    expect(from).toBeLessThanOrEqual(3 * 2 ** 20);
     const cachedFile = path.join(cache, 'images', 'sha256', sha256);
     expect(createHash('sha256').update(readFileSync(cachedFile)).digest('hex')).toBe(sha256);
     expect(execFileSync('stat', ['-c', '%a', cachedFile], { encoding: 'utf8' }).trim()).toBe('400');

@@ -21,7 +21,7 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
   const calls: string[] = [];
   const effects: Effects = {
     async createDisk(vm, d) {
-      calls.push(`${vm}: create disk ${d.path}`);
+      calls.push(`${vm}: create disk ${d.path}${d.backing ? ` over ${d.backing} (${d.backingFormat})` : ''}`);
     },
     async launch(vm, launch, bootedFrom) {
       calls.push(
@@ -91,6 +91,31 @@ describe('applyPlan', () => {
     expect(results).toMatchObject([{ vm: 'web', ok: true }]);
     expect(events.map((e) => e.type)).toEqual(['begin', 'step', 'step', 'done']);
     expect(events.at(-1)).toMatchObject({ summary: 'started (pid 1000)' });
+  });
+
+  it('downloads the image first, then makes the disk an overlay of the cached file', async () => {
+    const hex = 'ab'.repeat(32);
+    const m = manifest(
+      `vms:\n  dev:\n    image: { url: "http://images.test/debian.qcow2", sha256: "${hex}" }\n    disk: { path: dev.qcow2, size: 4G }\n`,
+    );
+    const p = plan(
+      m,
+      observation([
+        stopped('dev', {
+          disk: missingDisk('/srv/vms/dev.qcow2'),
+          image: { kind: 'url', remoteSizeBytes: 2 ** 28 },
+        }),
+      ]),
+      options,
+    );
+    const { calls, effects } = recordingEffects();
+    const results = await applyPlan(p, effects);
+    expect(results).toMatchObject([{ vm: 'dev', ok: true }]);
+    expect(calls).toEqual([
+      'fetch http://images.test/debian.qcow2',
+      `dev: create disk /srv/vms/dev.qcow2 over /cache/${hex} (qcow2)`,
+      'dev: launch (without -loadvm)',
+    ]);
   });
 
   it("removes forwards before adding, tries every forward when one fails, and reports QEMU's message", async () => {

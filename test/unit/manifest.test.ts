@@ -319,12 +319,15 @@ describe('the schema', () => {
 });
 
 describe('examples/', () => {
-  it.each(['demo.yaml', 'debian-install.yaml', 'multi.yaml'])('%s passes qvm validate', async (name) => {
-    const { loadManifest } = await import('../../src/manifest/manifest.js');
-    const file = new URL(`../../examples/${name}`, import.meta.url).pathname;
-    const m = await loadManifest(file);
-    expect(m.vms.length).toBeGreaterThan(0);
-  });
+  it.each(['demo.yaml', 'debian-install.yaml', 'debian-dev.yaml', 'multi.yaml'])(
+    '%s passes qvm validate',
+    async (name) => {
+      const { loadManifest } = await import('../../src/manifest/manifest.js');
+      const file = new URL(`../../examples/${name}`, import.meta.url).pathname;
+      const m = await loadManifest(file);
+      expect(m.vms.length).toBeGreaterThan(0);
+    },
+  );
 });
 
 describe('readiness and restart policy', () => {

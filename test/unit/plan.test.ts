@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SAVED_STATE_TAG } from '../../src/model/names.js';
+import { launchSpec } from '../../src/plan/launch.js';
 import { plan } from '../../src/plan/plan.js';
 import { planJson, renderPlan } from '../../src/plan/render.js';
 import {
@@ -472,6 +473,41 @@ describe('warm starts and restart policy', () => {
     );
     expect(p.changes).toMatchObject([{ action: 'start', bootFrom: { tag: 'ready', kind: 'snapshot' } }]);
     expect(p.changes[0]).not.toHaveProperty('saveSnapshot');
+  });
+
+  it('never resumes a warm snapshot saved under another configuration: drops it, cold boots, saves anew', () => {
+    const before = manifest(warm.replace('disk: d.qcow2', 'disk: d.qcow2\n    memory: 256M'));
+    const { name: _n, loadvm: _l, ...launch } = launchSpec(before.vms[0]!, 'tcg', [], { format: 'qcow2' });
+    const snapshotRecords = { ready: { tag: 'ready', savedAt: '2026-11-26T10:00:00Z', launch } };
+    const observed = stopped('web', {
+      disk: disk('/srv/vms/d.qcow2', { snapshots: ['ready'] }),
+      snapshotRecords,
+    });
+    const m = manifest(warm.replace('disk: d.qcow2', 'disk: d.qcow2\n    memory: 512M'));
+    const p = plan(m, observation([observed]), options);
+    expect(p.changes).toMatchObject([
+      {
+        action: 'start',
+        dropSnapshots: [{ disk: '/srv/vms/d.qcow2', tag: 'ready' }],
+        staleSnapshot: { tag: 'ready', why: 'memory 256M -> 512M' },
+        saveSnapshot: 'ready',
+      },
+    ]);
+    expect(p.changes[0]).not.toHaveProperty('bootFrom');
+    expect(renderPlan(p).split('\n')[0]).toBe(
+      '  + web   start (snapshot ready is stale: memory 256M -> 512M; cold boot, then saves snapshot ready once ready)',
+    );
+    // The same configuration resumes it.
+    expect(plan(before, observation([observed]), options).changes).toMatchObject([
+      { action: 'start', bootFrom: { tag: 'ready', kind: 'snapshot' } },
+    ]);
+    // Without ready: qvm cannot make it anew, so it is an error, never a load.
+    const plain = manifest('vms:\n  web:\n    disk: d.qcow2\n    memory: 512M\n    snapshot: ready\n');
+    const refused = plan(plain, observation([observed]), options);
+    expect(refused.changes).toEqual([]);
+    expect(refused.problems[0]!.message).toBe(
+      'snapshot "ready" was saved by qvm while the VM ran with another configuration (memory 256M -> 512M); qvm does not load it into this one. Delete it (qvm snapshot delete web ready --force) or set the configuration back',
+    );
   });
 
   it('refreshes the snapshot of a running warm VM with a cold restart', () => {
