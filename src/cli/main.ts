@@ -206,6 +206,11 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
       'also delete the disks qvm created (never a backing image or a disk that was there before)',
       false,
     )
+    .option(
+      '--delete-data-disks',
+      'with --delete-disks, also delete the data disks (disks:) qvm created; without it they are kept',
+      false,
+    )
     .option('--no-wait', 'fail at once when another qvm is working on these VMs, instead of waiting')
     .addOption(observeTimeoutOption())
     .action(async (names: string[], opts) => {
@@ -321,6 +326,62 @@ Examples:
     .action(async (vms: string[], opts) => {
       const { sshConfigCommand } = await import('./ssh.js');
       setExitCode(await sshConfigCommand(vms, opts, output));
+    });
+
+  program
+    .command('exec')
+    .description('run a command in a VM through its guest agent (agent: true): no network or SSH needed')
+    .usage('[options] VM -- COMMAND [ARGS...]')
+    .argument('<vm>', 'the VM')
+    .argument(
+      '[command...]',
+      'the command and its arguments, run as given (no shell: use sh -c for pipelines)',
+    )
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .addHelpText(
+      'after',
+      `
+The output is streamed as the command writes it; the command's exit status is qvm's. Piped stdin is handed
+to the command (whole, at the start).
+
+Examples:
+  qvm exec dev -- systemctl is-system-running
+  qvm exec dev -- sh -c 'journalctl -b | tail'
+`,
+    )
+    .action(async (vm: string, command: string[], opts) => {
+      const { execCommand } = await import('./guest.js');
+      setExitCode(await execCommand(vm, command, opts, output));
+    });
+
+  program
+    .command('screenshot')
+    .description("save a VM's screen as PNG (QMP screendump; works with or without display:)")
+    .argument('<vm>', 'the VM')
+    .option('-o, --output <file>', 'where to write the PNG (- for stdout; default VM-TIME.png here)')
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .action(async (vm: string, opts) => {
+      const { screenshotCommand } = await import('./guest.js');
+      setExitCode(await screenshotCommand(vm, opts, output));
+    });
+
+  program
+    .command('vnc')
+    .description(
+      'say where a VM with display: serves VNC; --tunnel PORT offers its unix socket on 127.0.0.1:PORT',
+    )
+    .argument('<vm>', 'the VM')
+    .option(
+      '--tunnel <port>',
+      "listen on 127.0.0.1:PORT and pass connections to the VM's VNC socket, until Ctrl-C",
+    )
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .action(async (vm: string, opts) => {
+      const { vncCommand } = await import('./guest.js');
+      setExitCode(await vncCommand(vm, opts, output));
     });
 
   program

@@ -9,6 +9,7 @@ import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import { checkMonitorClaims } from './checks/adopted.js';
 import { checkManagedOptions, checkSnapshotDrives } from './checks/args.js';
 import { checkKernelBoot } from './checks/boot.js';
+import { checkDevices } from './checks/devices.js';
 import { checkDiskClaims, checkDiskFormat } from './checks/disks.js';
 import { checkForwardCollisions, checkForwardRules } from './checks/forwards.js';
 import { checkCloudInit, checkImage, checkSsh, unpinned } from './checks/guest.js';
@@ -30,6 +31,7 @@ const VM_CHECKS: VmCheck[] = [
   checkSnapshotDrives,
   checkDiskFormat,
   checkReady,
+  checkDevices,
   checkLimits,
   checkImage,
   checkCloudInit,

@@ -28,12 +28,33 @@ const FIELD_DISPLAY: Record<string, { field: string; show: (value: unknown, base
   // The seed's content is shown by its effect, not its hash (and never its keys).
   seed: { field: 'cloud-init seed', show: (v) => (v === undefined ? '(none)' : 'set') },
   args: { field: 'args', show: (v) => JSON.stringify(v) },
+  agent: { field: 'agent', show: (v) => (v ? 'true' : 'false') },
+  mounts: {
+    field: 'mounts',
+    show: (v, dir) =>
+      (v as { host: string; readonly: boolean }[] | undefined)
+        ?.map((m) => `${display(dir, m.host)}${m.readonly ? '' : ' (writable)'}`)
+        .join(', ') ?? '(none)',
+  },
+  dataDisks: {
+    field: 'disks',
+    show: (v, dir) =>
+      (v as { path: string }[] | undefined)?.map((d) => display(dir, d.path)).join(', ') ?? '(none)',
+  },
+  display: {
+    field: 'display',
+    show: (v) => {
+      const d = v as { vnc: 'socket' } | { vnc: 'tcp'; address: string; port: number } | undefined;
+      if (!d) return '(none)';
+      return d.vnc === 'socket' ? 'vnc' : `vnc ${d.address}:${d.port}`;
+    },
+  },
 };
 
 const PATH_FIELDS = new Set(['cdrom', 'kernel', 'initrd']);
 
 function show(key: string, value: unknown, baseDir: string): string {
-  if (value === undefined) return key === 'append' ? '""' : '(none)';
+  if (value === undefined) return key === 'append' ? '""' : key === 'agent' ? 'false' : '(none)';
   const custom = FIELD_DISPLAY[key];
   if (custom) return custom.show(value, baseDir);
   if (PATH_FIELDS.has(key)) return display(baseDir, value as string);

@@ -57,6 +57,9 @@ describe('manifest v1', () => {
           backing: '/srv/vms/images/base.qcow2',
           backingFormat: 'qcow2',
         },
+        agent: false,
+        mounts: [],
+        dataDisks: [],
         cdrom: '/srv/vms/iso/debian-12.iso',
         kernel: '/srv/vms/guest/vmlinuz',
         initrd: '/srv/vms/guest/initrd.gz',
@@ -114,6 +117,9 @@ describe('manifest v1', () => {
       name: 'a',
       memoryMiB: 512,
       cpus: 1,
+      agent: false,
+      mounts: [],
+      dataDisks: [],
       nic: 'virtio-net-pci',
       forwards: [],
       state: 'running',
@@ -353,8 +359,11 @@ describe('readiness and restart policy', () => {
       'ready: { tcp: 2222 }',
       "vms.a.ready.tcp: must be the host port of one of this VM's tcp forwards, got 2222",
     ],
-    ['ready: { timeout: 5s }', 'vms.a.ready: needs exactly one of tcp, http or ssh'],
-    ['ready: { tcp: 8080, http: { port: 8080 } }', 'vms.a.ready: needs exactly one of tcp, http or ssh'],
+    ['ready: { timeout: 5s }', 'vms.a.ready: needs exactly one of tcp, http, ssh or agent'],
+    [
+      'ready: { tcp: 8080, http: { port: 8080 } }',
+      'vms.a.ready: needs exactly one of tcp, http, ssh or agent',
+    ],
     [
       'ready: { http: { port: 8080, path: "x y" } }',
       'vms.a.ready.http.path: must be a path starting with / without spaces or control characters, got "x y"',
@@ -385,7 +394,7 @@ describe('inputs found by the property tests', () => {
   it('a VM named "0" is a key, not a list index', () => {
     expect(problems('vms:\n  "0":\n    ready: null\n')).toEqual([
       'vm.yaml:2:3: vms["0"]: must be lowercase letters, digits and \'-\', start with a letter, and be at most 40 characters long, got "0"',
-      'vm.yaml:3:12: vms["0"].ready: must be a mapping with tcp, http or ssh, and optionally timeout, got null',
+      'vm.yaml:3:12: vms["0"].ready: must be a mapping with tcp, http, ssh or agent, and optionally timeout, got null',
     ]);
   });
 
