@@ -19,11 +19,14 @@ export interface SeedFiles {
   'network-config'?: string;
 }
 
-/** What qvm adds for `ssh:`: the user, their authorized key, and the VM's host key pair. */
+/**
+ * What qvm adds for `ssh:`: the user, their authorized key, and the VM's host key pair. Without a host key
+ * (`qvm export`: qvm's private host key never leaves this machine) the guest makes its own.
+ */
 export interface SshProvision {
   user: string;
   authorizedKey: string;
-  hostKey: KeyPair;
+  hostKey?: KeyPair;
 }
 
 /** The seed of a VM named `hostname`, from its manifest data and what qvm adds. */
@@ -78,12 +81,14 @@ export function mergeUserData(userData: string | undefined, ssh: SshProvision | 
       );
     }
     doc.set('users', list);
-    // The host key qvm knows in advance; cloud-init writes it before sshd starts and generates no other.
-    doc.set(
-      'ssh_keys',
-      doc.createNode({ ed25519_private: ssh.hostKey.privateKey, ed25519_public: ssh.hostKey.publicKey }),
-    );
-    doc.set('ssh_genkeytypes', doc.createNode([]));
+    if (ssh.hostKey) {
+      // The host key qvm knows in advance; cloud-init writes it before sshd starts and generates no other.
+      doc.set(
+        'ssh_keys',
+        doc.createNode({ ed25519_private: ssh.hostKey.privateKey, ed25519_public: ssh.hostKey.publicKey }),
+      );
+      doc.set('ssh_genkeytypes', doc.createNode([]));
+    }
   }
   const text = doc.toString({ lineWidth: 0 });
   return text.startsWith('#cloud-config') ? text : `#cloud-config\n${text}`;
