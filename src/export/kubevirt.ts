@@ -133,7 +133,7 @@ export function kubevirtDocuments(spec: VmSpec, options: ExportOptions, name: st
     );
   warnings.add(
     'updates',
-    'a later change to this VirtualMachine is not applied by restarting it, as qvm apply does: CPU sockets, memory and hotpluggable volumes go live, anything else sets RestartRequired and waits for virtctl restart',
+    `a later change to this VirtualMachine is not applied by restarting it, as qvm apply does: CPU sockets, memory and hotpluggable volumes go live, anything else sets RestartRequired and waits for virtctl restart${forwards.length ? " (forwards: a Service's ports change live, the interface's ports do not)" : ''}`,
   );
   const vm = {
     apiVersion: 'kubevirt.io/v1',
@@ -424,6 +424,11 @@ function runStrategy(spec: VmSpec, warnings: Warnings): string {
       'saved has no equivalent (virtctl pause keeps the VM in memory, a memory dump is not resumable): the VM is Halted and boots cold when started',
     );
   if (spec.state !== 'running') return 'Halted';
+  if (spec.restart !== 'never')
+    warnings.add(
+      'restart',
+      `${spec.restart}: KubeVirt starts the VM again with its own crash-loop back-off, not qvm's (1s doubling up to 5 min)`,
+    );
   return { 'on-failure': 'RerunOnFailure', always: 'Always', never: 'Once' }[spec.restart];
 }
 

@@ -72,8 +72,8 @@ export function nomadJob(spec: VmSpec, options: ExportOptions): NomadExport {
     ...['-smp', String(spec.cpus), '-m', String(spec.memoryMiB)],
     ...disk.args,
     ...(seed ? seedArgs() : []),
-    ...cdromArgs(files),
-    ...kernelArgs(spec, files),
+    ...cdromArgs(files, warnings),
+    ...kernelArgs(spec, files, warnings),
     ...networkArgs(spec, forwards, ports),
     ...spec.args,
   ];
@@ -221,9 +221,13 @@ function seedArgs(): string[] {
   ];
 }
 
-function cdromArgs(files: FetchedFile[]): string[] {
+function cdromArgs(files: FetchedFile[], warnings: Warnings): string[] {
   const iso = files.find((f) => f.field === 'cdrom');
   if (!iso) return [];
+  warnings.add(
+    'cdrom',
+    'the driver has no CD-ROM attribute: the ISO is an artifact attached through args (-drive ...,media=cdrom and -boot order=cd), as qvm attaches it',
+  );
   return [
     '-drive',
     `file=${optionValue(`local/${iso.name}`)},format=raw,media=cdrom,readonly=on,if=ide,id=cdrom0`,
@@ -232,8 +236,13 @@ function cdromArgs(files: FetchedFile[]): string[] {
   ];
 }
 
-function kernelArgs(spec: VmSpec, files: FetchedFile[]): string[] {
+function kernelArgs(spec: VmSpec, files: FetchedFile[], warnings: Warnings): string[] {
   const at = (field: string) => `local/${files.find((f) => f.field === field)!.name}`;
+  if (spec.kernel)
+    warnings.add(
+      'kernel',
+      'the driver has no direct kernel boot: the kernel (and initrd) are artifacts passed through args (-kernel, -initrd, -append), and image_path is still required',
+    );
   return [
     ...(spec.kernel ? ['-kernel', at('kernel')] : []),
     ...(spec.initrd ? ['-initrd', at('initrd')] : []),

@@ -12,13 +12,7 @@ import { exportManifest } from '../../src/export/export.js';
 import type { ExportOptions, ExportTarget } from '../../src/export/types.js';
 import { loadManifest } from '../../src/manifest/manifest.js';
 import type { Manifest } from '../../src/manifest/types.js';
-import {
-  manifestOrUndefined,
-  parseExported,
-  scaleOutFixture,
-  schemaProblems,
-  whyNot,
-} from '../helpers/scale-out.js';
+import { manifestOrUndefined, parseExported, scaleOutFixture, schemaProblems } from '../helpers/scale-out.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 const TARGETS: ExportTarget[] = ['nomad', 'kubevirt'];
