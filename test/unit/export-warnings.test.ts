@@ -6,38 +6,11 @@
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import pc from 'picocolors';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
 import { exportManifest } from '../../src/export/export.js';
 import type { ExportTarget } from '../../src/export/types.js';
+import { qvmInProcess } from '../helpers/cli-in-process.js';
 import { manifestFrom } from '../helpers/scale-out.js';
-
-/** Runs qvm in this process (fast: no Node start-up per row) and collects what it prints. */
-async function qvmInProcess(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        append(String(chunk));
-        done();
-      },
-    });
-  const output = {
-    out: sink((s) => {
-      stdout += s;
-    }),
-    err: sink((s) => {
-      stderr += s;
-    }),
-    color: pc.createColors(false),
-    interactive: false,
-  };
-  const exitCode = await main(['node', 'qvm', ...args], output);
-  return { exitCode, stdout, stderr };
-}
 
 /** [MAPPING.md row, engine, VM name, the VM's fields (YAML, under the VM), warning field, warning message] */
 const ROWS: [string, ExportTarget, string, string, string, string][] = [

@@ -21,6 +21,7 @@ async function demoExport(target: ExportTarget, options: ExportOptions) {
   return exportManifest(manifest, target, manifest.vms, options);
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the expected documents are edited by path, as JSON
 type Doc = Record<string, any>;
 
 describe('the worked examples', () => {
