@@ -181,3 +181,17 @@ export function sorted<V>(record: Record<string, V>): Record<string, V> {
 export function ceilSeconds(ms: number): number {
   return Math.ceil(ms / 1000);
 }
+
+/*
+ * GUEST INTEGRATION: where the fields of the coming "guest integration" issue map (not in the manifest yet, so
+ * not in VmSpec; nothing here reads them). Add each to nomadJob (nomad.ts) and kubevirtDocuments (kubevirt.ts)
+ * next to the fields they resemble, with a warning where the engine approximates:
+ * - `agent: true`: Nomad Config.guest_agent (the driver adds the virtio-serial QGA socket qa.sock in the task
+ *   dir); KubeVirt runs the agent channel itself (guestAgentPing probes, virtctl guestosinfo).
+ * - `mounts: [{host, guest, writable}]`: Nomad has no virtiofs in the qemu driver (warn; a host volume plus
+ *   args is node-specific); KubeVirt `devices.filesystems[].virtiofs` with a PVC or containerPath volume.
+ * - `disks: [{path, size, format}]`: like `disk`: more artifacts and `-drive` items in args (Nomad), more
+ *   dataVolumeTemplates and `devices.disks` (KubeVirt); uniqueNames keeps their file names apart.
+ * - `display: vnc`: Nomad args `-vnc` (the driver adds -nographic; warn); KubeVirt keeps its VNC device
+ *   (autoattachGraphicsDevice) and `virtctl vnc` reaches it.
+ */
