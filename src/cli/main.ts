@@ -437,6 +437,10 @@ function exportCommands(program: Command, output: Output, setExitCode: (code: nu
     .addHelpText(
       'after',
       `
+Output: one file per VM in -o DIR (VM.nomad.json, VM.kubevirt.yaml); on stdout the files one after the other
+(one YAML stream for kubectl; one JSON job after another for Nomad, whose job run reads one: name the VM).
+Warnings go to stderr, each naming the VM and the field.
+
 Examples:
   qvm export --to nomad demo | nomad job run -json -
   qvm export --to nomad -o jobs/ --artifact-base https://files.example.com/qvm
