@@ -82,7 +82,8 @@ describe('the worked examples', () => {
         '#  - kernel: ../guest/out/vmlinuz and ../guest/out/initrd.gz are files on this machine: bake them into a container image (FROM scratch, ADD --chown=107:107 vmlinuz initrd.gz /boot/) and push it as registry.example.com/qvm/demo-boot:latest',
         "#  - nic: the slirp network binding plugin gives the guest qvm's user network (10.0.2.15, gateway 10.0.2.2); an admin must register it in the KubeVirt CR (spec.configuration.network.binding.slirp.sidecarImage)",
         '#  - accel: auto becomes KVM: nodes without KVM are not used unless the KubeVirt CR sets developerConfiguration.useEmulation',
-        '#  - updates: a later change to this VirtualMachine is not applied by restarting it, as qvm apply does: CPU sockets, memory and hotpluggable volumes go live, anything else sets RestartRequired and waits for virtctl restart',
+        "#  - restart: on-failure: KubeVirt starts the VM again with its own crash-loop back-off, not qvm's (1s doubling up to 5 min)",
+        "#  - updates: a later change to this VirtualMachine is not applied by restarting it, as qvm apply does: CPU sockets, memory and hotpluggable volumes go live, anything else sets RestartRequired and waits for virtctl restart (forwards: a Service's ports change live, the interface's ports do not)",
         '#  - forwards[0]: tcp 127.0.0.1:8080 -> :80 is loopback-only in qvm; the ClusterIP Service demo is reachable from the whole cluster (the closest loopback-only equivalent is virtctl port-forward vm/demo 8080:80 on your machine)',
       ].join('\n'),
     );
