@@ -83,7 +83,7 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       writeErr: (s) => output.err.write(s),
     })
     .exitOverride();
-  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands])
+  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands, exportCommands])
     add(program, output, setExitCode);
   return program;
 }
@@ -457,6 +457,60 @@ Examples:
       const { consoleCommand } = await import('./console.js');
       const { socket, label } = await resolveSocket(opts, vm ? [vm] : []);
       setExitCode(await consoleCommand(socket, { timeoutMs: opts.timeout, label }, output));
+    });
+}
+
+/** The command that carries the manifest to another engine: export. */
+function exportCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('export')
+    .description(
+      "write the manifest's VMs as Nomad jobs or KubeVirt documents; what the engine cannot express is a warning",
+    )
+    .argument('[vm...]', 'VMs to export (default: every VM of the manifest)')
+    .addOption(
+      new Option('--to <engine>', 'the engine: nomad (qemu driver job JSON) or kubevirt (YAML)')
+        .choices(['nomad', 'kubevirt'])
+        .makeOptionMandatory(),
+    )
+    .addOption(fileOption())
+    .option('-o, --output <dir>', 'a folder for one file per VM, or - for stdout', '-')
+    .option('--strict', 'fail (exit 1, nothing written) when anything does not carry over exactly', false)
+    .option(
+      '--artifact-base <url>',
+      'URL serving local files as URL/VM/FILE (Nomad artifacts, KubeVirt http sources)',
+    )
+    .option('--registry <registry>', 'registry for the container images KubeVirt needs (kernel boot, ISOs)')
+    .addOption(
+      new Option(
+        '--network <binding>',
+        "KubeVirt interface binding: masquerade, or the slirp plugin (qvm's addresses)",
+      )
+        .choices(['masquerade', 'slirp'])
+        .default('masquerade'),
+    )
+    .option(
+      '--ssh-key <file>',
+      "a public key (.pub) to authorize for the VMs' ssh: user; repeat for more",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .addHelpText(
+      'after',
+      `
+Output: one file per VM in -o DIR (VM.nomad.json, VM.kubevirt.yaml); on stdout the files one after the other
+(one YAML stream for kubectl; one JSON job after another for Nomad, whose job run reads one: name the VM).
+Warnings go to stderr, each naming the VM and the field.
+
+Examples:
+  qvm export --to nomad demo | nomad job run -json -
+  qvm export --to nomad -o jobs/ --artifact-base https://files.example.com/qvm
+  qvm export --to kubevirt --registry registry.example.com/qvm --ssh-key ~/.ssh/id_ed25519.pub | kubectl apply -f -
+`,
+    )
+    .action(async (names: string[], opts) => {
+      const { exportCommand } = await import('./export.js');
+      setExitCode(await exportCommand(names, opts, output));
     });
 }
 

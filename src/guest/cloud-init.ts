@@ -19,11 +19,14 @@ export interface SeedFiles {
   'network-config'?: string;
 }
 
-/** What qvm adds for `ssh:`: the user, their authorized key, and the VM's host key pair. */
+/**
+ * What qvm adds for `ssh:`: the user, their authorized key, and the VM's host key pair. Without a host key
+ * (`qvm export`: qvm's private host key never leaves this machine) the guest makes its own.
+ */
 export interface SshProvision {
   user: string;
   authorizedKey: string;
-  hostKey: KeyPair;
+  hostKey?: KeyPair;
 }
 
 /** A 9p share the guest mounts at boot. */
@@ -113,12 +116,14 @@ export function mergeUserData(
       );
     }
     doc.set('users', list);
-    // The host key qvm knows in advance; cloud-init writes it before sshd starts and generates no other.
-    doc.set(
-      'ssh_keys',
-      doc.createNode({ ed25519_private: ssh.hostKey.privateKey, ed25519_public: ssh.hostKey.publicKey }),
-    );
-    doc.set('ssh_genkeytypes', doc.createNode([]));
+    if (ssh.hostKey) {
+      // The host key qvm knows in advance; cloud-init writes it before sshd starts and generates no other.
+      doc.set(
+        'ssh_keys',
+        doc.createNode({ ed25519_private: ssh.hostKey.privateKey, ed25519_public: ssh.hostKey.publicKey }),
+      );
+      doc.set('ssh_genkeytypes', doc.createNode([]));
+    }
   }
   if (mounts.length) {
     // First in runcmd (it runs after the users exist), so the user's own commands find the shares mounted.
