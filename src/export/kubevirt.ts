@@ -450,6 +450,10 @@ function readiness(
 ): Record<string, unknown> | undefined {
   const ready = spec.ready;
   if (!ready) return undefined;
+  if (ready.kind === 'agent') {
+    warnings.add('ready.agent', 'has no readinessProbe equivalent here: KubeVirt reports the agent as the VMI's AgentConnected condition');
+    return undefined;
+  }
   const forward =
     ready.kind === 'ssh'
       ? forwards.find((f) => f.field === 'ssh')

@@ -404,6 +404,10 @@ function readiness(
 ): { service: Record<string, unknown>; update: Record<string, unknown> } | undefined {
   const ready = spec.ready;
   if (!ready) return undefined;
+  if (ready.kind === 'agent') {
+    warnings.add('ready.agent', 'has no Nomad check equivalent: the job is healthy once the task runs');
+    return undefined;
+  }
   const forward =
     ready.kind === 'ssh'
       ? forwards.find((f) => f.field === 'ssh')
