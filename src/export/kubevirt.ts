@@ -451,7 +451,10 @@ function readiness(
   const ready = spec.ready;
   if (!ready) return undefined;
   if (ready.kind === 'agent') {
-    warnings.add('ready.agent', 'has no readinessProbe equivalent here: KubeVirt reports the agent as the VMI's AgentConnected condition');
+    warnings.add(
+      'ready.agent',
+      "has no readinessProbe equivalent here: KubeVirt reports the agent as the VMI's AgentConnected condition",
+    );
     return undefined;
   }
   const forward =
