@@ -159,11 +159,12 @@ function blockDevices(spec: LaunchSpec): string[] {
     return out;
   }
   if (spec.disk) {
+    // bootindex 1: with -kernel, QEMU gives bootindex 0 to the kernel loader.
     out.push(
       '-drive',
       `file=${optionValue(spec.disk.path)},format=${spec.disk.format},if=none,id=disk0`,
       '-device',
-      'virtio-blk-pci,drive=disk0,bootindex=0',
+      'virtio-blk-pci,drive=disk0,bootindex=1',
     );
   }
   data.forEach((d, i) => {

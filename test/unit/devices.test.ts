@@ -75,7 +75,7 @@ describe('argv', () => {
       '-drive',
       'file=/srv/vms/os.qcow2,format=qcow2,if=none,id=disk0',
       '-device',
-      'virtio-blk-pci,drive=disk0,bootindex=0',
+      'virtio-blk-pci,drive=disk0,bootindex=1',
       '-drive',
       'file=/srv/vms/data/dev-data.qcow2,format=qcow2,if=none,id=data0',
       '-device',
