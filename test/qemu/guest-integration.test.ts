@@ -34,8 +34,9 @@ const env = {
 };
 let guest: DebianGuest;
 
+/** qvm COMMAND -f m.yaml ARGS...: the manifest option before any `--` of the arguments. */
 const run = (args: string[], input?: string): Promise<CliResult> =>
-  qvm([...args, '-f', 'm.yaml'], {
+  qvm([args[0]!, '-f', 'm.yaml', ...args.slice(1)], {
     cwd: dir,
     env,
     timeout: 600_000,
