@@ -249,6 +249,11 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
     .argument('[tag]', 'the snapshot tag (save, delete)')
     .addOption(fileOption())
     .option('--force', 'delete even the snapshot the manifest boots from', false)
+    .addOption(
+      new Option('-o, --output <format>', 'output format of list')
+        .choices(['human', 'json'])
+        .default('human'),
+    )
     .addOption(observeTimeoutOption())
     .action(async (action: string, vm: string, tag: string | undefined, opts) => {
       const { snapshotCommand } = await import('./snapshot.js');
