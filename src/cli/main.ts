@@ -11,7 +11,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
 import { MAX_DURATION_MS } from '../manifest/checks/limits.js';
 import { formatDuration, parseDuration } from '../model/units.js';
-import { type Output, processOutput, writeLine } from './output.js';
+import { type Output, processOutput, withoutColor, writeLine } from './output.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -77,12 +77,16 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       'Declarative QEMU virtual machines: plan and apply a manifest to real QEMU processes, live where QEMU allows.',
     )
     .version(packageJson.version, '-V, --version')
+    .option('--no-color', 'no colour, even on a terminal (as NO_COLOR=1 does)')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (s) => output.out.write(s),
       writeErr: (s) => output.err.write(s),
     })
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', () => {
+      if (program.opts().color === false) withoutColor(output);
+    });
   for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands])
     add(program, output, setExitCode);
   return program;
