@@ -87,7 +87,7 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
     .hook('preAction', () => {
       if (program.opts().color === false) withoutColor(output);
     });
-  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands])
+  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands, helpCommands])
     add(program, output, setExitCode);
   return program;
 }
@@ -405,6 +405,29 @@ Examples:
       const { consoleCommand } = await import('./console.js');
       const { socket, label } = await resolveSocket(opts, vm ? [vm] : []);
       setExitCode(await consoleCommand(socket, { timeoutMs: opts.timeout, label }, output));
+    });
+}
+
+/** The commands that help write and read manifests: explain, schema. */
+function helpCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('explain')
+    .description(
+      'document a manifest field: description, type, default, what changing it does, its fields and examples',
+    )
+    .argument('[field]', 'a field path such as vms.ready.http, disk.size or images (default: the top level)')
+    .option('-r, --recursive', 'list every field under it, as a tree', false)
+    .action(async (field: string | undefined, opts: { recursive: boolean }) => {
+      const { explainCommand } = await import('./explain.js');
+      setExitCode(explainCommand(field, opts, output));
+    });
+
+  program
+    .command('schema')
+    .description("print the manifest's JSON Schema (this qvm's version), for editors and CI")
+    .action(async () => {
+      const { schemaCommand } = await import('./schema-cmd.js');
+      setExitCode(schemaCommand(output));
     });
 }
 
