@@ -408,8 +408,23 @@ Examples:
     });
 }
 
-/** The commands that help write and read manifests: explain, schema. */
+/** The commands that help write and read manifests: init, explain, schema. */
 function helpCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('init')
+    .description('write a commented starter manifest; never overwrites a file')
+    .addOption(new Option('-f, --file <path>', 'the manifest to write').default(DEFAULT_MANIFEST))
+    .addOption(
+      new Option(
+        '--image <name>',
+        'a development VM made from this cloud image, with cloud-init and ssh',
+      ).choices(['debian-12']),
+    )
+    .action(async (opts) => {
+      const { initCommand } = await import('./init.js');
+      setExitCode(initCommand(opts, output));
+    });
+
   program
     .command('explain')
     .description(
