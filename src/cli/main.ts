@@ -7,7 +7,7 @@
  * manifest validator or the process supervisor: for a one-shot command, startup is most of the time.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
 import { MAX_DURATION_MS } from '../manifest/checks/limits.js';
 import { formatDuration, parseDuration } from '../model/units.js';
@@ -248,7 +248,7 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
     .description(
       'list, save or delete snapshots of a VM: through the monitor while it runs, with qemu-img while stopped',
     )
-    .argument('<action>', 'list, save or delete')
+    .addArgument(new Argument('<action>', 'list, save or delete').choices(['list', 'save', 'delete']))
     .argument('<vm>', 'the VM')
     .argument('[tag]', 'the snapshot tag (save, delete)')
     .addOption(fileOption())
@@ -408,7 +408,7 @@ Examples:
     });
 }
 
-/** The commands that help write and read manifests: init, explain, schema. */
+/** The commands that help write and read manifests: init, explain, schema, completion. */
 function helpCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
   program
     .command('init')
@@ -444,6 +444,15 @@ function helpCommands(program: Command, output: Output, setExitCode: (code: numb
       const { schemaCommand } = await import('./schema-cmd.js');
       setExitCode(schemaCommand(output));
     });
+
+  program
+    .command('completion')
+    .description('print a shell completion script: commands, options, and the VM names of the manifest')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh', 'fish']))
+    .action(async (shell: 'bash' | 'zsh' | 'fish') => {
+      const { completionCommand } = await import('./completion.js');
+      setExitCode(completionCommand(shell, output));
+    });
 }
 
 /** Runs qvm with `argv` (as process.argv) and returns the exit code. Never throws. */
@@ -453,6 +462,12 @@ export async function main(argv: string[], output: Output = processOutput()): Pr
     exitCode = code;
   });
   try {
+    // The completion scripts' question, answered before commander parses anything: its words are a partial
+    // command line, options included. Hidden from help.
+    if (argv[2] === '__complete') {
+      const { completeCommand } = await import('./completion.js');
+      return await completeCommand(program, argv.slice(3), output);
+    }
     await program.parseAsync(argv);
     return exitCode;
   } catch (error) {
