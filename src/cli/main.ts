@@ -11,6 +11,7 @@ import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 
 import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
 import { MAX_DURATION_MS } from '../manifest/checks/limits.js';
 import { formatDuration, parseDuration } from '../model/units.js';
+import { addExamples } from './help-examples.js';
 import { type Output, processOutput, withoutColor, writeLine } from './output.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -89,6 +90,7 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
     });
   for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands, helpCommands])
     add(program, output, setExitCode);
+  addExamples(program);
   return program;
 }
 
@@ -176,8 +178,7 @@ function reconcileCommands(program: Command, output: Output, setExitCode: (code:
       'after',
       `
 An invalid, emptied or deleted manifest changes nothing: the errors are logged and the next valid save is
-applied. SIGINT or SIGTERM ends watching; the VMs keep running.
-`,
+applied. SIGINT or SIGTERM ends watching; the VMs keep running.`,
     )
     .action(async (opts) => {
       const { watchCommand } = await import('./watch.js');
@@ -278,13 +279,7 @@ function guestCommands(program: Command, output: Output, setExitCode: (code: num
     .addHelpText(
       'after',
       `
-The command's exit status is qvm's, and stdin, stdout and stderr pass through.
-
-Examples:
-  qvm ssh dev
-  qvm ssh dev -- uname -a
-  qvm ssh dev -- tar c -C /srv . | tar x
-`,
+The command's exit status is qvm's, and stdin, stdout and stderr pass through.`,
     )
     .action(async (vm: string, command: string[], opts) => {
       const { sshCommand } = await import('./ssh.js');
@@ -299,14 +294,6 @@ Examples:
     .option('-r, --recursive', 'copy folders', false)
     .addOption(fileOption())
     .addOption(observeTimeoutOption())
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm cp notes.txt dev:/tmp/
-  qvm cp -r dev:/var/log/apt ./apt-logs
-`,
-    )
     .action(async (paths: string[], opts) => {
       const { cpCommand } = await import('./ssh.js');
       setExitCode(await cpCommand(paths, opts, output));
@@ -319,14 +306,6 @@ Examples:
     )
     .argument('[vm...]', 'the VMs (default: every VM with ssh:)')
     .addOption(fileOption())
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm ssh-config > ~/.ssh/qvm.conf        then: ssh -F ~/.ssh/qvm.conf qvm-dev
-  ssh -F <(qvm ssh-config dev) qvm-dev true
-`,
-    )
     .action(async (vms: string[], opts) => {
       const { sshConfigCommand } = await import('./ssh.js');
       setExitCode(await sshConfigCommand(vms, opts, output));
@@ -375,15 +354,6 @@ function monitorCommands(program: Command, output: Output, setExitCode: (code: n
     .argument(
       '<words...>',
       'VM name (without --socket), then an HMP command line such as `info usernet`, or raw QMP JSON on a QMP socket',
-    )
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm monitor web info usernet
-  qvm monitor --socket /tmp/t/mon.sock hostfwd_add tcp::10080-:80
-  qvm monitor --socket /tmp/t/qmp.sock '{"execute": "query-status"}'
-`,
     )
     .action(async (words: string[], opts: { socket?: string; file: string; timeout: number }) => {
       const { monitorCommand } = await import('./monitor.js');
