@@ -7,11 +7,12 @@
  * manifest validator or the process supervisor: for a one-shot command, startup is most of the time.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
 import { MAX_DURATION_MS } from '../manifest/checks/limits.js';
 import { formatDuration, parseDuration } from '../model/units.js';
-import { type Output, processOutput, writeLine } from './output.js';
+import { addExamples } from './help-examples.js';
+import { type Output, processOutput, withoutColor, writeLine } from './output.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -77,14 +78,26 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       'Declarative QEMU virtual machines: plan and apply a manifest to real QEMU processes, live where QEMU allows.',
     )
     .version(packageJson.version, '-V, --version')
+    .option('--no-color', 'no colour, even on a terminal (as NO_COLOR=1 does)')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (s) => output.out.write(s),
       writeErr: (s) => output.err.write(s),
     })
-    .exitOverride();
-  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands, exportCommands])
+    .exitOverride()
+    .hook('preAction', () => {
+      if (program.opts().color === false) withoutColor(output);
+    });
+  for (const add of [
+    reconcileCommands,
+    inspectCommands,
+    guestCommands,
+    monitorCommands,
+    exportCommands,
+    helpCommands,
+  ])
     add(program, output, setExitCode);
+  addExamples(program);
   return program;
 }
 
@@ -172,8 +185,7 @@ function reconcileCommands(program: Command, output: Output, setExitCode: (code:
       'after',
       `
 An invalid, emptied or deleted manifest changes nothing: the errors are logged and the next valid save is
-applied. SIGINT or SIGTERM ends watching; the VMs keep running.
-`,
+applied. SIGINT or SIGTERM ends watching; the VMs keep running.`,
     )
     .action(async (opts) => {
       const { watchCommand } = await import('./watch.js');
@@ -249,11 +261,16 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
     .description(
       'list, save or delete snapshots of a VM: through the monitor while it runs, with qemu-img while stopped',
     )
-    .argument('<action>', 'list, save or delete')
+    .addArgument(new Argument('<action>', 'list, save or delete').choices(['list', 'save', 'delete']))
     .argument('<vm>', 'the VM')
     .argument('[tag]', 'the snapshot tag (save, delete)')
     .addOption(fileOption())
     .option('--force', 'delete even the snapshot the manifest boots from', false)
+    .addOption(
+      new Option('-o, --output <format>', 'output format of list')
+        .choices(['human', 'json'])
+        .default('human'),
+    )
     .addOption(observeTimeoutOption())
     .action(async (action: string, vm: string, tag: string | undefined, opts) => {
       const { snapshotCommand } = await import('./snapshot.js');
@@ -274,13 +291,7 @@ function guestCommands(program: Command, output: Output, setExitCode: (code: num
     .addHelpText(
       'after',
       `
-The command's exit status is qvm's, and stdin, stdout and stderr pass through.
-
-Examples:
-  qvm ssh dev
-  qvm ssh dev -- uname -a
-  qvm ssh dev -- tar c -C /srv . | tar x
-`,
+The command's exit status is qvm's, and stdin, stdout and stderr pass through.`,
     )
     .action(async (vm: string, command: string[], opts) => {
       const { sshCommand } = await import('./ssh.js');
@@ -295,14 +306,6 @@ Examples:
     .option('-r, --recursive', 'copy folders', false)
     .addOption(fileOption())
     .addOption(observeTimeoutOption())
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm cp notes.txt dev:/tmp/
-  qvm cp -r dev:/var/log/apt ./apt-logs
-`,
-    )
     .action(async (paths: string[], opts) => {
       const { cpCommand } = await import('./ssh.js');
       setExitCode(await cpCommand(paths, opts, output));
@@ -315,14 +318,6 @@ Examples:
     )
     .argument('[vm...]', 'the VMs (default: every VM with ssh:)')
     .addOption(fileOption())
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm ssh-config > ~/.ssh/qvm.conf        then: ssh -F ~/.ssh/qvm.conf qvm-dev
-  ssh -F <(qvm ssh-config dev) qvm-dev true
-`,
-    )
     .action(async (vms: string[], opts) => {
       const { sshConfigCommand } = await import('./ssh.js');
       setExitCode(await sshConfigCommand(vms, opts, output));
@@ -343,12 +338,7 @@ Examples:
       'after',
       `
 The output is streamed as the command writes it; the command's exit status is qvm's. Piped stdin is handed
-to the command (whole, at the start).
-
-Examples:
-  qvm exec dev -- systemctl is-system-running
-  qvm exec dev -- sh -c 'journalctl -b | tail'
-`,
+to the command (whole, at the start).`,
     )
     .action(async (vm: string, command: string[], opts) => {
       const { execCommand } = await import('./guest.js');
@@ -428,15 +418,6 @@ function monitorCommands(program: Command, output: Output, setExitCode: (code: n
       '<words...>',
       'VM name (without --socket), then an HMP command line such as `info usernet`, or raw QMP JSON on a QMP socket',
     )
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm monitor web info usernet
-  qvm monitor --socket /tmp/t/mon.sock hostfwd_add tcp::10080-:80
-  qvm monitor --socket /tmp/t/qmp.sock '{"execute": "query-status"}'
-`,
-    )
     .action(async (words: string[], opts: { socket?: string; file: string; timeout: number }) => {
       const { monitorCommand } = await import('./monitor.js');
       const { socket, rest } = await resolveSocket(opts, words);
@@ -500,17 +481,58 @@ function exportCommands(program: Command, output: Output, setExitCode: (code: nu
       `
 Output: one file per VM in -o DIR (VM.nomad.json, VM.kubevirt.yaml); on stdout the files one after the other
 (one YAML stream for kubectl; one JSON job after another for Nomad, whose job run reads one: name the VM).
-Warnings go to stderr, each naming the VM and the field.
-
-Examples:
-  qvm export --to nomad demo | nomad job run -json -
-  qvm export --to nomad -o jobs/ --artifact-base https://files.example.com/qvm
-  qvm export --to kubevirt --registry registry.example.com/qvm --ssh-key ~/.ssh/id_ed25519.pub | kubectl apply -f -
-`,
+Warnings go to stderr, each naming the VM and the field.`,
     )
     .action(async (names: string[], opts) => {
       const { exportCommand } = await import('./export.js');
       setExitCode(await exportCommand(names, opts, output));
+    });
+}
+
+/** The commands that help write and read manifests: init, explain, schema, completion. */
+function helpCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('init')
+    .description('write a commented starter manifest; never overwrites a file')
+    .addOption(new Option('-f, --file <path>', 'the manifest to write').default(DEFAULT_MANIFEST))
+    .addOption(
+      new Option(
+        '--image <name>',
+        'a development VM made from this cloud image, with cloud-init and ssh',
+      ).choices(['debian-12']),
+    )
+    .action(async (opts) => {
+      const { initCommand } = await import('./init.js');
+      setExitCode(initCommand(opts, output));
+    });
+
+  program
+    .command('explain')
+    .description(
+      'document a manifest field: description, type, default, what changing it does, its fields and examples',
+    )
+    .argument('[field]', 'a field path such as vms.ready.http, disk.size or images (default: the top level)')
+    .option('-r, --recursive', 'list every field under it, as a tree', false)
+    .action(async (field: string | undefined, opts: { recursive: boolean }) => {
+      const { explainCommand } = await import('./explain.js');
+      setExitCode(explainCommand(field, opts, output));
+    });
+
+  program
+    .command('schema')
+    .description("print the manifest's JSON Schema (this qvm's version), for editors and CI")
+    .action(async () => {
+      const { schemaCommand } = await import('./schema-cmd.js');
+      setExitCode(schemaCommand(output));
+    });
+
+  program
+    .command('completion')
+    .description('print a shell completion script: commands, options, and the VM names of the manifest')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh', 'fish']))
+    .action(async (shell: 'bash' | 'zsh' | 'fish') => {
+      const { completionCommand } = await import('./completion.js');
+      setExitCode(completionCommand(shell, output));
     });
 }
 
@@ -521,6 +543,12 @@ export async function main(argv: string[], output: Output = processOutput()): Pr
     exitCode = code;
   });
   try {
+    // The completion scripts' question, answered before commander parses anything: its words are a partial
+    // command line, options included. Hidden from help.
+    if (argv[2] === '__complete') {
+      const { completeCommand } = await import('./completion.js');
+      return await completeCommand(program, argv.slice(3), output);
+    }
     await program.parseAsync(argv);
     return exitCode;
   } catch (error) {

@@ -3,6 +3,7 @@
 import { sendHmp } from '../apply/effects.js';
 import { guestAddresses, withAgent } from '../guest/agent.js';
 import type { Manifest } from '../manifest/types.js';
+import { apiDocument } from '../model/api.js';
 import { isLoopback } from '../model/forward.js';
 import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatDuration } from '../model/units.js';
@@ -180,7 +181,11 @@ export async function statusCommand(
     }),
   );
   const rows = statusRows(manifest, observation, Date.now(), readiness, agents);
-  if (flags.output === 'json') writeLine(output.out, JSON.stringify(rows, null, 2));
+  if (flags.output === 'json')
+    writeLine(
+      output.out,
+      JSON.stringify(apiDocument('StatusList', { manifest: flags.file, items: rows }), null, 2),
+    );
   else output.out.write(renderStatus(rows, output.color));
   return 0;
 }

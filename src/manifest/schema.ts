@@ -7,9 +7,9 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import type { Diagnostic } from '../errors.js';
 import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
+import { CHANGE_KINDS, SCHEMA_URL } from './schema-fields.js';
 
-/** The schema file, shipped beside the code. */
-export const SCHEMA_URL = new URL('../../schemas/qvm.schema.json', import.meta.url);
+export { SCHEMA_URL };
 
 let compiled: ValidateFunction | undefined;
 
@@ -19,6 +19,8 @@ function validator(): ValidateFunction {
     const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true });
     // errorMessage is an annotation read by editors (VS Code's JSON service) and by describeError below.
     ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
+    // x-change is an annotation too: what changing the field does to a running VM, read by `qvm explain`.
+    ajv.addKeyword({ keyword: 'x-change', schemaType: 'string', metaSchema: { enum: [...CHANGE_KINDS] } });
     compiled = ajv.compile(schema);
   }
   return compiled;
