@@ -105,7 +105,6 @@ describe('qvm export', () => {
     expect(userData).toBe(
       [
         '#cloud-config',
-        '',
         'users:',
         '  - default',
         '  - name: dev',

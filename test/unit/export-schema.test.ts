@@ -56,7 +56,7 @@ describe('examples/ exported', () => {
   const examples = readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml'));
 
   it('finds the examples', () => {
-    expect(examples.sort()).toEqual(['debian-install.yaml', 'demo.yaml', 'multi.yaml']);
+    expect(examples.sort()).toEqual(['debian-dev.yaml', 'debian-install.yaml', 'demo.yaml', 'multi.yaml']);
   });
 
   for (const example of examples) {

@@ -67,7 +67,7 @@ describe('the worked examples', () => {
     // qvm's seed always has user data (NoCloud reads a user-data file): with no userData, the empty
     // #cloud-config of qvm's own seed (guest/cloud-init.ts).
     spec.volumes[1].cloudInitNoCloud = {
-      userData: '#cloud-config\n\n{}\n',
+      userData: '#cloud-config\n{}\n',
       ...spec.volumes[1].cloudInitNoCloud,
     };
     expect(parseExported(files[0]!.name, files[0]!.text)).toEqual(expected);
