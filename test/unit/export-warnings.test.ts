@@ -1,7 +1,8 @@
 /**
  * Each approximate (≈) or impossible (✗) row of the scale-out notes' MAPPING.md, and the rows for the fields
- * added since (image, ssh, files without a source): the warning appears, naming the VM, the field and what the
- * engine does instead, and `qvm export --strict` fails on it without writing anything.
+ * added since (image, ssh, files without a source, and the guest integration: agent, ready.agent, mounts,
+ * disks, display): the warning appears, naming the VM, the field and what the engine does instead, and
+ * `qvm export --strict` fails on it without writing anything.
  */
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -417,6 +418,62 @@ const ROWS: [string, ExportTarget, string, string, string, string][] = [
     'kernel: boot/vmlinuz\n    initrd: boot/initrd.gz\n    append: console=ttyS0\n',
     'kernel',
     'no --registry: the container image is named under localhost/qvm, an image loaded into the nodes by hand; pass --registry REGISTRY to pull it from a registry',
+  ],
+  [
+    'agent ≈ (the channel, not its uses)',
+    'nomad',
+    'web',
+    'agent: true\n',
+    'agent',
+    "the driver adds the agent's channel (guest_agent: qa.sock in the task directory on the Nomad client), but Nomad does not use it: a stop is graceful_shutdown's ACPI power button only (qvm asks the agent first), and qvm exec and qvm status do not reach it",
+  ],
+  [
+    'ready: {agent} ✗',
+    'nomad',
+    'web',
+    'agent: true\n    ready: {agent: true}\n',
+    'ready.agent',
+    'has no Nomad check equivalent: the job is healthy once the task runs',
+  ],
+  [
+    'mounts ✗',
+    'nomad',
+    'web',
+    'mounts: [{host: ./src, guest: /home/dev/src}]\n',
+    'mounts[0]',
+    'not exported: the qemu driver mounts no volumes, so the guest gets nothing at /home/dev/src (where qvm shares src); to share a folder that every client has, add to args: -fsdev local,id=fs0,path=DIR,security_model=none,readonly=on -device virtio-9p-pci,fsdev=fs0,mount_tag=qvm0',
+  ],
+  [
+    'disks ✗ (artifact)',
+    'nomad',
+    'web',
+    'disks: [{path: disks/data.qcow2}]\n',
+    'disks[0]',
+    'the data disk is an artifact, downloaded again into every new allocation: a job update or a reschedule starts from a fresh copy and loses what the guest wrote (qvm keeps a data disk even through destroy --delete-disks)',
+  ],
+  [
+    'disks[].size ✗',
+    'nomad',
+    'web',
+    'disks: [{path: disks/data.qcow2, size: 50G}]\n',
+    'disks[0].size',
+    'the qemu driver creates no disk: the job downloads data.qcow2; make it once (qemu-img create -f qcow2 data.qcow2 50G) and serve it',
+  ],
+  [
+    'display: vnc ≈',
+    'nomad',
+    'web',
+    'display: vnc\n',
+    'display',
+    "VNC is served on vnc.sock in the task directory on the Nomad client (beside the driver's qm.sock): reach it on that node; qvm vnc and qvm screenshot do not reach it",
+  ],
+  [
+    'display: {vnc: {port}} ≈',
+    'nomad',
+    'web',
+    'display: {vnc: {port: 5901}}\n',
+    'display',
+    "VNC on 127.0.0.1:5901 of the Nomad client through args (-vnc 127.0.0.1:1); the port is reserved on the node's network for scheduling; qvm vnc and qvm screenshot do not reach it",
   ],
 ];
 
