@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { exportManifest } from '../../src/export/export.js';
+import { dataVolumeNames } from '../../src/export/kubevirt.js';
 import type { ExportOptions, ExportTarget } from '../../src/export/types.js';
 import { manifestFrom, parseExported, schemaProblems } from '../helpers/scale-out.js';
 
@@ -153,5 +154,122 @@ describe('Nomad', () => {
     expect(group.Networks).toEqual([{ ReservedPorts: [{ Label: 'vnc', Value: 5905 }] }]);
     expect(group.Tasks[0].Config.args.slice(4, 6)).toEqual(['-vnc', '0.0.0.0:5']);
     expect(group.Tasks[0].Config.guest_agent).toBeUndefined();
+  });
+});
+
+describe('KubeVirt', () => {
+  it('makes each data disk a DataVolume with its serial, each mount a virtiofs filesystem, and pings the agent', () => {
+    const [vm] = exported(DEV, 'kubevirt');
+    expect(vm!.spec.dataVolumeTemplates).toEqual([
+      {
+        metadata: { name: 'dev-disk' },
+        spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '8Gi' } } } },
+      },
+      {
+        metadata: { name: 'dev-data-data' },
+        spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '50Gi' } } } },
+      },
+      {
+        // The same URL as the Nomad artifact of this file.
+        metadata: { name: 'dev-data-extra-1' },
+        spec: {
+          source: { http: { url: 'https://files.example.com/qvm/dev/disks-1-dev.qcow2' } },
+          storage: {},
+        },
+      },
+      {
+        metadata: { name: 'dev-data-scratch' },
+        spec: { source: { blank: {} }, storage: { resources: { requests: { storage: '1Gi' } } } },
+      },
+    ]);
+    const spec = vm!.spec.template.spec;
+    expect(spec.domain.devices).toEqual({
+      disks: [
+        { name: 'disk', disk: { bus: 'virtio' } },
+        { name: 'data-data', disk: { bus: 'virtio' }, serial: 'data' },
+        { name: 'data-extra-1', disk: { bus: 'virtio' }, serial: 'Extra_1' },
+        { name: 'data-scratch', disk: { bus: 'virtio' }, serial: 'scratch' },
+      ],
+      filesystems: [
+        { name: 'qvm0', virtiofs: {} },
+        { name: 'qvm1', virtiofs: {} },
+      ],
+      interfaces: [{ name: 'default', model: 'virtio', masquerade: {} }],
+      autoattachGraphicsDevice: true,
+    });
+    expect(spec.volumes).toEqual([
+      { name: 'disk', dataVolume: { name: 'dev-disk' } },
+      { name: 'data-data', dataVolume: { name: 'dev-data-data' } },
+      { name: 'data-extra-1', dataVolume: { name: 'dev-data-extra-1' } },
+      { name: 'data-scratch', dataVolume: { name: 'dev-data-scratch' } },
+      { name: 'qvm0', persistentVolumeClaim: { claimName: 'dev-qvm0', readOnly: false } },
+      { name: 'qvm1', persistentVolumeClaim: { claimName: 'dev-qvm1', readOnly: true } },
+    ]);
+    expect(spec.readinessProbe).toEqual({
+      guestAgentPing: {},
+      periodSeconds: 10,
+      timeoutSeconds: 2,
+      failureThreshold: 6,
+    });
+  });
+
+  it("mounts the shares in the guest from the seed, as virtiofs by their tags, at qvm's guest paths", () => {
+    const [vm] = exported(
+      [
+        'vms:',
+        '  dev:',
+        '    accel: kvm',
+        '    ssh: { user: dev }',
+        '    mounts:',
+        '      - { host: ./src, guest: /home/dev/src, writable: true }',
+        '      - { host: ./docs, guest: /srv/docs }',
+        '',
+      ].join('\n'),
+      'kubevirt',
+      { sshKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPx7 me@laptop'] },
+    );
+    const cloudinit = vm!.spec.template.spec.volumes.find((v: Doc) => v.name === 'cloudinit');
+    // The ssh user's mount point under their home is theirs, as qvm's own seed makes it.
+    expect(cloudinit.cloudInitNoCloud.userData).toBe(
+      [
+        '#cloud-config',
+        'users:',
+        '  - default',
+        '  - name: dev',
+        '    shell: /bin/bash',
+        '    sudo: ALL=(ALL) NOPASSWD:ALL',
+        '    lock_passwd: true',
+        '    ssh_authorized_keys:',
+        '      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPx7 me@laptop',
+        'runcmd:',
+        '  - - sh',
+        '    - -c',
+        // Quoted: "chown dev: ..." has a colon and a space, which plain YAML would read as a mapping.
+        `    - "sed -i '/^qvm[0-9]* .* virtiofs /d' /etc/fstab; echo 'qvm0 /home/dev/src virtiofs nofail,rw 0 0' >> /etc/fstab; mkdir -p /home/dev/src; chown dev: /home/dev/src; echo 'qvm1 /srv/docs virtiofs nofail,ro 0 0' >> /etc/fstab; mkdir -p /srv/docs; mount -a -t virtiofs"`,
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('leaves the VNC device on for a VM with display, and as KubeVirt has it for one without', () => {
+    const devices = (text: string) => exported(text, 'kubevirt')[0]!.spec.template.spec.domain.devices;
+    expect(devices('vms:\n  dev:\n    display: { vnc: { port: 5901 } }\n').autoattachGraphicsDevice).toBe(
+      true,
+    );
+    expect(devices('vms:\n  dev:\n    memory: 1G\n')).not.toHaveProperty('autoattachGraphicsDevice');
+  });
+
+  it('names data volumes after the serials, so reordering disks renames none', () => {
+    const disks = (serials: string[]) =>
+      serials.map((serial, index) => ({ path: `d${index}.qcow2`, format: 'qcow2' as const, serial, index }));
+    expect(dataVolumeNames(disks(['data', 'logs']))).toEqual(['data-data', 'data-logs']);
+    expect(dataVolumeNames(disks(['logs', 'data']))).toEqual(['data-logs', 'data-data']);
+    // DNS labels are lower case: serials that differ only in case, or have no letter or digit, get the index.
+    expect(dataVolumeNames(disks(['Data', 'data', '..', 'Db_2.x']))).toEqual([
+      'data-data',
+      'data-data-1',
+      'data-2',
+      'data-db-2-x',
+    ]);
   });
 });
