@@ -3,8 +3,8 @@
  * qvm adds for `ssh:`), and the cloud-init seed as the guest will see it. Pure: no file is read here.
  */
 import path from 'node:path';
-import { buildSeed, mergeUserData } from '../guest/cloud-init.js';
-import type { ForwardSpec, VmSpec } from '../manifest/types.js';
+import { buildSeed, type GuestMount, mergeUserData, type ShareType } from '../guest/cloud-init.js';
+import type { DataDiskSpec, ForwardSpec, VmSpec } from '../manifest/types.js';
 import type { HostForward } from '../model/forward.js';
 import type { ExportOptions, ExportWarning } from './types.js';
 
@@ -47,14 +47,18 @@ export interface FetchedFile {
   checksum?: string;
 }
 
+/** The URL --artifact-base serves a VM's file NAME at: BASE/VM/NAME. */
+function servedAt(base: string, vm: string, name: string): string {
+  return `${base.replace(/\/+$/, '')}/${encodeURIComponent(vm)}/${encodeURIComponent(name)}`;
+}
+
 /** Where a local file comes from for an engine: BASE/VM/NAME with --artifact-base, else its own path. */
 export function localFile(vm: string, field: string, localPath: string, options: ExportOptions): FetchedFile {
   const name = baseName(localPath);
-  const base = options.artifactBase?.replace(/\/+$/, '');
   return {
     field,
     name,
-    source: base ? `${base}/${encodeURIComponent(vm)}/${encodeURIComponent(name)}` : localPath,
+    source: options.artifactBase ? servedAt(options.artifactBase, vm, name) : localPath,
     localPath,
   };
 }
@@ -78,20 +82,50 @@ export function imageFile(spec: VmSpec, options: ExportOptions): FetchedFile | u
   return { field: 'image', name: baseName(image.url), source: image.url, ...(checksum ? { checksum } : {}) };
 }
 
+/** The manifest field of a data disk, for warnings and to find its file: `disks[0]`. */
+export function dataDiskField(d: DataDiskSpec): string {
+  return `disks[${d.index}]`;
+}
+
+/**
+ * Every file of a VM that an engine may fetch, in one order and named by uniqueNames: the kernel, the initrd,
+ * the disk's content (its image, its backing image, or the disk file itself), the data disks, the ISO. Both
+ * engines take their files from this one list, so a file has the same name, and the same URL under
+ * --artifact-base, in a Nomad job and in KubeVirt documents.
+ */
+export function vmFiles(spec: VmSpec, options: ExportOptions): FetchedFile[] {
+  const files: FetchedFile[] = [];
+  const local = (field: string, file: string) => files.push(localFile(spec.name, field, file, options));
+  if (spec.kernel) local('kernel', spec.kernel);
+  if (spec.initrd) local('initrd', spec.initrd);
+  const image = imageFile(spec, options);
+  if (image) files.push(image);
+  else if (spec.disk) local('disk', spec.disk.backing ?? spec.disk.path);
+  for (const d of spec.dataDisks) local(dataDiskField(d), d.path);
+  if (spec.cdrom) local('cdrom', spec.cdrom);
+  return uniqueNames(spec.name, files, options);
+}
+
 /** A local path for a warning: relative to the manifest's folder when the options give it. */
 export function shownPath(file: string, options: ExportOptions): string {
   return options.relativeTo ? path.relative(options.relativeTo, file) || '.' : file;
 }
 
-/** Makes the names of a VM's files unique (two files called `disk.img` from two folders). */
-export function uniqueNames<T extends { name: string; field: string }>(files: T[]): T[] {
+/**
+ * Makes the names of a VM's files unique (two files called `disk.img` from two folders): a later one is named
+ * after its field (`disks-0-disk.img`). A local file served from --artifact-base is served under that name,
+ * so two of them never share a URL.
+ */
+function uniqueNames(vm: string, files: FetchedFile[], options: ExportOptions): FetchedFile[] {
   const taken = new Set<string>();
   return files.map((file) => {
     let name = file.name;
-    if (taken.has(name)) name = `${file.field.replace(/[^a-z0-9]+/gi, '-')}-${file.name}`;
+    if (taken.has(name)) name = `${file.field.replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '')}-${file.name}`;
     for (let n = 2; taken.has(name); n++) name = `${n}-${file.name}`;
     taken.add(name);
-    return { ...file, name };
+    if (name === file.name) return file;
+    const base = file.localPath !== undefined ? options.artifactBase : undefined;
+    return { ...file, name, ...(base ? { source: servedAt(base, vm, name) } : {}) };
   });
 }
 
@@ -138,15 +172,27 @@ export interface ExportSeed {
   networkConfig?: string;
 }
 
+/** The shares the guest mounts from its seed, and how they reach it. */
+export interface ExportShares {
+  mounts: GuestMount[];
+  type: ShareType;
+}
+
 /**
  * The seed of a VM with `cloudInit:` or `ssh:`, merged the way qvm merges it (guest/cloud-init.ts) but with no
- * host key: qvm's private host key for the VM stays on this machine, and the guest generates its own.
+ * host key: qvm's private host key for the VM stays on this machine, and the guest generates its own. SHARES
+ * are the `mounts:` the engine attaches (none when it attaches none).
  */
-export function exportSeed(spec: VmSpec, options: ExportOptions, warnings: Warnings): ExportSeed | undefined {
+export function exportSeed(
+  spec: VmSpec,
+  options: ExportOptions,
+  warnings: Warnings,
+  shares?: ExportShares,
+): ExportSeed | undefined {
   if (!spec.cloudInit && !spec.ssh) return undefined;
   let userData = spec.cloudInit?.userData;
+  const keys = spec.ssh ? (options.sshKeys ?? []) : [];
   if (spec.ssh) {
-    const keys = options.sshKeys ?? [];
     if (keys.length === 0) {
       warnings.add(
         'ssh',
@@ -159,10 +205,18 @@ export function exportSeed(spec: VmSpec, options: ExportOptions, warnings: Warni
       "host-key pinning does not carry over: qvm's host key for this VM stays on this machine and the guest generates its own; check its fingerprint on first login",
     );
   }
+  // The shares' mount points under the ssh user's home are given to that user, as qvm does, when the seed
+  // creates the user (the key is in the user data already, so this adds no second copy of it).
+  const owner =
+    spec.ssh && keys.length && shares?.mounts.length
+      ? { user: spec.ssh.user, authorizedKey: keys[keys.length - 1]! }
+      : undefined;
   const seed = buildSeed(
     spec.name,
     { ...spec.cloudInit, ...(userData !== undefined ? { userData } : {}) },
-    undefined,
+    owner,
+    shares?.mounts,
+    shares?.type,
   );
   return {
     instanceId: seed.instanceId,
@@ -181,17 +235,3 @@ export function sorted<V>(record: Record<string, V>): Record<string, V> {
 export function ceilSeconds(ms: number): number {
   return Math.ceil(ms / 1000);
 }
-
-/*
- * GUEST INTEGRATION: where the fields of the coming "guest integration" issue map (not in the manifest yet, so
- * not in VmSpec; nothing here reads them). Add each to nomadJob (nomad.ts) and kubevirtDocuments (kubevirt.ts)
- * next to the fields they resemble, with a warning where the engine approximates:
- * - `agent: true`: Nomad Config.guest_agent (the driver adds the virtio-serial QGA socket qa.sock in the task
- *   dir); KubeVirt runs the agent channel itself (guestAgentPing probes, virtctl guestosinfo).
- * - `mounts: [{host, guest, writable}]`: Nomad has no virtiofs in the qemu driver (warn; a host volume plus
- *   args is node-specific); KubeVirt `devices.filesystems[].virtiofs` with a PVC or containerPath volume.
- * - `disks: [{path, size, format}]`: like `disk`: more artifacts and `-drive` items in args (Nomad), more
- *   dataVolumeTemplates and `devices.disks` (KubeVirt); uniqueNames keeps their file names apart.
- * - `display: vnc`: Nomad args `-vnc` (the driver adds -nographic; warn); KubeVirt keeps its VNC device
- *   (autoattachGraphicsDevice) and `virtctl vnc` reaches it.
- */

@@ -1,24 +1,26 @@
 /**
  * A VM as KubeVirt documents (KubeVirt v1.9.0, Kubernetes core/v1): a `VirtualMachine`, and a `Service` per kind
- * of forward address. Disks are DataVolumes (persistent, as qvm's disks are), files that KubeVirt can only
- * take from a container image (kernel boot, ISOs) are named in --registry, and the cloud-init seed is a
- * `cloudInitNoCloud` volume. See MAPPING.md in the scale-out notes for each row and its source.
+ * of forward address. Disks, data disks included, are DataVolumes (persistent, as qvm's disks are), files that
+ * KubeVirt can only take from a container image (kernel boot, ISOs) are named in --registry, shared folders
+ * are virtiofs filesystems on PersistentVolumeClaims, and the cloud-init seed is a `cloudInitNoCloud` volume.
+ * KubeVirt attaches the guest agent's channel and a VNC server (reached through its API) to every VM by
+ * itself. See MAPPING.md in the scale-out notes for each row and its source.
  */
-import type { VmSpec } from '../manifest/types.js';
+import type { DataDiskSpec, MountSpec, VmSpec } from '../manifest/types.js';
 import { isLoopback } from '../model/forward.js';
 import { formatDuration } from '../model/units.js';
 import {
   baseName,
   ceilSeconds,
+  dataDiskField,
   describeExportForward,
   type ExportForward,
   exportForwards,
   exportSeed,
   type FetchedFile,
-  imageFile,
-  localFile,
   shownPath,
   sorted,
+  vmFiles,
   Warnings,
 } from './common.js';
 import type { ExportOptions, ExportWarning } from './types.js';
@@ -71,18 +73,30 @@ export function kubevirtDocuments(spec: VmSpec, options: ExportOptions, name: st
       `"${spec.name}" is not a DNS-1123 label (it ends with "-"): the VirtualMachine is named ${name}`,
     );
   const registry = registryOf(spec, options, warnings);
-  const storage = diskStorage(spec, name, options, warnings);
+  const files = vmFiles(spec, options);
+  const storage = diskStorage(spec, name, osDiskFile(spec, files), options, warnings);
+  const data = dataDisks(spec, name, files, options, warnings);
   const cdrom = cdromVolume(spec, name, registry, options, warnings);
-  const seed = exportSeed(spec, options, warnings);
+  const shares = filesystems(spec, name, options, warnings);
+  const seed = exportSeed(
+    spec,
+    options,
+    warnings,
+    spec.mounts.length ? { mounts: spec.mounts, type: 'virtiofs' } : undefined,
+  );
+  mountWarnings(spec, seed !== undefined, warnings);
   const forwards = exportForwards(spec);
   const disks = [
     ...(storage ? [{ name: 'disk', ...(cdrom ? { bootOrder: 1 } : {}), disk: { bus: 'virtio' } }] : []),
     ...(cdrom ? [{ name: 'cdrom', ...(storage ? { bootOrder: 2 } : {}), cdrom: { bus: 'sata' } }] : []),
+    ...data.map((d) => d.disk),
     ...(seed ? [{ name: 'cloudinit', disk: { bus: 'virtio' } }] : []),
   ];
   const volumes = [
     ...(storage ? [{ name: 'disk', dataVolume: { name: `${name}-disk` } }] : []),
     ...(cdrom ? [{ name: 'cdrom', containerDisk: cdrom }] : []),
+    ...data.map((d) => d.volume),
+    ...shares.map((f) => f.volume),
     ...(seed
       ? [
           {
@@ -102,14 +116,20 @@ export function kubevirtDocuments(spec: VmSpec, options: ExportOptions, name: st
     ...(firmware ? { firmware } : {}),
     devices: {
       ...(disks.length ? { disks } : {}),
+      ...(shares.length ? { filesystems: shares.map((f) => f.filesystem) } : {}),
       interfaces: [networkInterface(spec, forwards, options, warnings)],
+      ...display(spec, name, warnings),
     },
   };
   accel(spec, warnings);
   const readinessProbe = readiness(spec, forwards, warnings);
+  const dataVolumeTemplates = [
+    ...(storage ? [{ metadata: { name: `${name}-disk` }, spec: storage }] : []),
+    ...data.map((d) => d.template),
+  ];
   const vmSpec = {
     runStrategy: runStrategy(spec, warnings),
-    ...(storage ? { dataVolumeTemplates: [{ metadata: { name: `${name}-disk` }, spec: storage }] } : {}),
+    ...(dataVolumeTemplates.length ? { dataVolumeTemplates } : {}),
     template: {
       metadata: { labels: { [VM_LABEL]: name } },
       spec: {
@@ -174,15 +194,28 @@ function importSource(
   return { upload: {} };
 }
 
-/** The DataVolume spec of the VM's disk: blank when qvm would create it, else imported. */
+/**
+ * The file the VM's disk is imported from: its image, its backing image, or the disk file itself; undefined
+ * for no disk, or a blank disk (one qvm would create).
+ */
+function osDiskFile(spec: VmSpec, files: FetchedFile[]): FetchedFile | undefined {
+  if (spec.image) return files.find((f) => f.field === 'image');
+  const disk = spec.disk;
+  if (!disk || (disk.sizeBytes !== undefined && !disk.backing)) return undefined;
+  const file = files.find((f) => f.field === 'disk')!;
+  return disk.backing ? { ...file, field: 'disk.backing' } : file;
+}
+
+/** The DataVolume spec of the VM's disk, from FILE (see osDiskFile): blank when qvm would create it, else imported. */
 function diskStorage(
   spec: VmSpec,
   name: string,
+  file: FetchedFile | undefined,
   options: ExportOptions,
   warnings: Warnings,
 ): Record<string, unknown> | undefined {
   const disk = spec.disk;
-  const image = imageFile(spec, options);
+  const image = spec.image ? file : undefined;
   if (!disk && !image) return undefined;
   const dataVolume = `${name}-disk`;
   const size = disk?.sizeBytes;
@@ -199,12 +232,7 @@ function diskStorage(
       'the DataVolume is a full copy of the image, not a qcow2 overlay of a shared cached image',
     );
   } else if (disk?.backing) {
-    source = importSource(
-      localFile(spec.name, 'disk.backing', disk.backing, options),
-      dataVolume,
-      options,
-      warnings,
-    );
+    source = importSource(file!, dataVolume, options, warnings);
     warnings.add(
       'disk.backing',
       'the DataVolume is a full copy of the backing image, not an overlay sharing it (clone a golden PVC with source.pvc to share storage)',
@@ -212,7 +240,7 @@ function diskStorage(
   } else if (size !== undefined) {
     source = { blank: {} };
   } else {
-    source = importSource(localFile(spec.name, 'disk', disk!.path, options), dataVolume, options, warnings);
+    source = importSource(file!, dataVolume, options, warnings);
   }
   if (size === undefined && !('blank' in source))
     warnings.add(
@@ -223,6 +251,131 @@ function diskStorage(
     source,
     storage: size !== undefined ? { resources: { requests: { storage: quantity(size) } } } : {},
   };
+}
+
+/** A data disk as KubeVirt attaches it: its DataVolume template, the volume and the disk with its serial. */
+interface DataDisk {
+  template: Record<string, unknown>;
+  volume: Record<string, unknown>;
+  disk: Record<string, unknown>;
+}
+
+/**
+ * The data disks' volume names, from their serials, so that reordering `disks:` renames no DataVolume (a new
+ * name would be a new, blank volume and the old one deleted with the VM's template): `data-SERIAL` in the
+ * lower case a DNS label needs, with the index added where two serials differ only in case.
+ */
+export function dataVolumeNames(disks: DataDiskSpec[]): string[] {
+  const taken = new Set<string>();
+  return disks.map((d) => {
+    const slug = d.serial
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '');
+    const stem = `data-${slug || d.index}`;
+    let volume = stem;
+    for (let n = d.index; taken.has(volume); n++) volume = `${stem}-${n}`;
+    taken.add(volume);
+    return volume;
+  });
+}
+
+/**
+ * The data disks, after the OS disk and the CD-ROM, with their serials: blank DataVolumes of their size
+ * (created when missing, never overwritten, as qvm does), or without a size imported from their file.
+ */
+function dataDisks(
+  spec: VmSpec,
+  name: string,
+  files: FetchedFile[],
+  options: ExportOptions,
+  warnings: Warnings,
+): DataDisk[] {
+  const volumes = dataVolumeNames(spec.dataDisks);
+  return spec.dataDisks.map((d, i) => {
+    const field = dataDiskField(d);
+    const volume = volumes[i]!;
+    const dataVolume = `${name}-${volume}`;
+    const source =
+      d.sizeBytes === undefined
+        ? importSource(files.find((f) => f.field === field)!, dataVolume, options, warnings)
+        : { blank: {} };
+    if (d.sizeBytes === undefined)
+      warnings.add(
+        `${field}.size`,
+        `not given: CDI needs storage.resources.requests.storage of at least the image's virtual size (qemu-img info); add a size to ${field} in the manifest`,
+      );
+    warnings.add(
+      field,
+      `the DataVolume ${dataVolume} is in the VirtualMachine's dataVolumeTemplates, so deleting the VirtualMachine deletes the disk (qvm keeps a data disk unless destroy --delete-data-disks; kubectl delete --cascade=orphan keeps it)`,
+    );
+    return {
+      template: {
+        metadata: { name: dataVolume },
+        spec: {
+          source,
+          storage:
+            d.sizeBytes !== undefined ? { resources: { requests: { storage: quantity(d.sizeBytes) } } } : {},
+        },
+      },
+      volume: { name: volume, dataVolume: { name: dataVolume } },
+      disk: { name: volume, disk: { bus: 'virtio' }, serial: d.serial },
+    };
+  });
+}
+
+/** A shared folder as KubeVirt attaches it: a virtiofs filesystem named by qvm's tag, on a claim. */
+interface Filesystem {
+  filesystem: Record<string, unknown>;
+  volume: Record<string, unknown>;
+}
+
+/** The PersistentVolumeClaim that holds a shared folder's files in the cluster. */
+function claimOf(name: string, m: MountSpec): string {
+  return `${name}-${m.tag}`;
+}
+
+/**
+ * Each `mounts:` entry as a virtiofs filesystem (its name is the tag the guest mounts, qvm's qvm0, qvm1, ...)
+ * on a PersistentVolumeClaim, read-only unless writable. No KubeVirt volume shares a folder of this machine.
+ */
+function filesystems(spec: VmSpec, name: string, options: ExportOptions, warnings: Warnings): Filesystem[] {
+  return spec.mounts.map((m) => {
+    const claim = claimOf(name, m);
+    warnings.add(
+      `mounts[${m.index}]`,
+      `becomes the virtiofs filesystem ${m.tag} on the PersistentVolumeClaim ${claim}${m.writable ? '' : ' (read-only)'}, which must exist and hold what ${shownPath(m.host, options)} holds: KubeVirt cannot share a folder of this machine, and nothing copies it there or back`,
+    );
+    return {
+      filesystem: { name: m.tag, virtiofs: {} },
+      volume: { name: m.tag, persistentVolumeClaim: { claimName: claim, readOnly: !m.writable } },
+    };
+  });
+}
+
+/** What every virtiofs share needs from the cluster and from the guest. */
+function mountWarnings(spec: VmSpec, seeded: boolean, warnings: Warnings): void {
+  if (!spec.mounts.length) return;
+  warnings.add(
+    'mounts',
+    `virtiofs on a PersistentVolumeClaim needs the EnableVirtioFsStorageVolumes feature gate (Alpha in KubeVirt v1.9.0) in the KubeVirt CR, else the VM is refused; the guest mounts virtiofs (Linux 5.4 or later), not 9p${seeded ? ', as its seed says' : `: mount -t virtiofs ${spec.mounts[0]!.tag} DIR`}`,
+  );
+}
+
+/**
+ * KubeVirt gives every VM a VNC server on a private socket, reached through its API (virtctl vnc), as qvm's
+ * `display: vnc` socket is reached through qvm vnc; autoattachGraphicsDevice says the VM wants it. An address
+ * and port have no equivalent.
+ */
+function display(spec: VmSpec, name: string, warnings: Warnings): Record<string, unknown> {
+  const d = spec.display;
+  if (!d) return {};
+  if (d.kind === 'vnc-tcp')
+    warnings.add(
+      'display',
+      `VNC on ${d.address}:${d.port} has no equivalent: KubeVirt serves the screen only through the Kubernetes API; virtctl vnc --proxy-only --address ${d.address} --port ${d.port} ${name} serves it there on the machine that runs virtctl`,
+    );
+  return { autoattachGraphicsDevice: true };
 }
 
 /** The ISO as a containerDisk: read-only, so an ephemeral container image loses nothing. */
@@ -442,7 +595,7 @@ function gracePeriod(spec: VmSpec, warnings: Warnings): number {
   return seconds;
 }
 
-/** The readiness probe on the guest port the ready forward leads to. */
+/** The readiness probe: the guest agent's ping, or a probe of the guest port the ready forward leads to. */
 function readiness(
   spec: VmSpec,
   forwards: ExportForward[],
@@ -450,40 +603,45 @@ function readiness(
 ): Record<string, unknown> | undefined {
   const ready = spec.ready;
   if (!ready) return undefined;
+  const handler = probeHandler(ready, forwards, warnings);
+  if (!handler) return undefined;
+  const periodSeconds = Math.min(10, Math.max(1, Math.floor(ready.timeoutMs / 6000)));
+  const failureThreshold = Math.max(1, Math.ceil(ready.timeoutMs / 1000 / periodSeconds));
+  warnings.add(
+    'ready.timeout',
+    `${formatDuration(ready.timeoutMs)} has no equivalent: the probe runs every ${periodSeconds}s and the VM stays unready until it passes`,
+  );
+  return { ...handler, periodSeconds, timeoutSeconds: 2, failureThreshold };
+}
+
+/** What the probe does, and how that differs from qvm's check; undefined when no forward leads to the port. */
+function probeHandler(
+  ready: NonNullable<VmSpec['ready']>,
+  forwards: ExportForward[],
+  warnings: Warnings,
+): Record<string, unknown> | undefined {
   if (ready.kind === 'agent') {
     warnings.add(
       'ready.agent',
-      "has no readinessProbe equivalent here: KubeVirt reports the agent as the VMI's AgentConnected condition",
+      "becomes a readinessProbe guestAgentPing (KubeVirt pings the agent, as qvm does): it gates the Service's endpoints, not a deployment",
     );
-    return undefined;
+    return { guestAgentPing: {} };
   }
   const forward =
     ready.kind === 'ssh'
       ? forwards.find((f) => f.field === 'ssh')
       : forwards.find((f) => f.proto === 'tcp' && f.hostPort === ready.port);
   if (!forward) return undefined;
-  const periodSeconds = Math.min(10, Math.max(1, Math.floor(ready.timeoutMs / 6000)));
-  const failureThreshold = Math.max(1, Math.ceil(ready.timeoutMs / 1000 / periodSeconds));
-  if (ready.kind === 'http')
+  if (ready.kind === 'http') {
     warnings.add(
       'ready.http',
       `becomes a readinessProbe httpGet on guest port ${forward.guestPort}: it succeeds on any status from 200 to 399 (qvm waits for ${ready.status})`,
     );
-  else
-    warnings.add(
-      ready.kind === 'ssh' ? 'ready.ssh' : 'ready.tcp',
-      `becomes a readinessProbe tcpSocket on guest port ${forward.guestPort}${ready.kind === 'ssh' ? ' (KubeVirt cannot log in as qvm does)' : ''}: it gates the Service's endpoints, not a deployment`,
-    );
+    return { httpGet: { port: forward.guestPort, path: ready.path } };
+  }
   warnings.add(
-    'ready.timeout',
-    `${formatDuration(ready.timeoutMs)} has no equivalent: the probe runs every ${periodSeconds}s and the VM stays unready until it passes`,
+    ready.kind === 'ssh' ? 'ready.ssh' : 'ready.tcp',
+    `becomes a readinessProbe tcpSocket on guest port ${forward.guestPort}${ready.kind === 'ssh' ? ' (KubeVirt cannot log in as qvm does)' : ''}: it gates the Service's endpoints, not a deployment`,
   );
-  return {
-    ...(ready.kind === 'http'
-      ? { httpGet: { port: forward.guestPort, path: ready.path } }
-      : { tcpSocket: { port: forward.guestPort } }),
-    periodSeconds,
-    timeoutSeconds: 2,
-    failureThreshold,
-  };
+  return { tcpSocket: { port: forward.guestPort } };
 }

@@ -5,28 +5,28 @@
  * VM's group in one job version, so a typo fix in one VM's job file redeploys the others' file too).
  *
  * The driver builds `-machine type=pc,accel=A -name N -m MEMORY_MB M -drive file=IMAGE,if=IF,id=image0
- * -nographic [-monitor unix:TASKDIR/qm.sock,...]` and appends `args`. qvm's own command line goes into args:
- * the guest's `-m` (QEMU takes the last one, so MemoryMB can carry QEMU's overhead), `-smp`, the kernel, and a
- * user network with loopback-bound forwards (the driver's port_map binds every interface, tcp and udp).
- * See MAPPING.md in the scale-out notes for each row and its source.
+ * -nographic [-monitor unix:TASKDIR/qm.sock,...] [the guest agent's channel on TASKDIR/qa.sock]` and appends
+ * `args`. qvm's own command line goes into args: the guest's `-m` (QEMU takes the last one, so MemoryMB can
+ * carry QEMU's overhead), `-smp`, the data disks, the kernel, VNC, and a user network with loopback-bound
+ * forwards (the driver's port_map binds every interface, tcp and udp). See MAPPING.md in the scale-out notes
+ * for each row and its source.
  */
 import type { VmSpec } from '../manifest/types.js';
 import { isLoopback } from '../model/forward.js';
 import { formatDuration, formatMemory, formatSize } from '../model/units.js';
 import { NETDEV_ID, optionValue } from '../qemu/argv.js';
 import {
+  dataDiskField,
   describeExportForward,
   type ExportForward,
   type ExportSeed,
   exportForwards,
   exportSeed,
   type FetchedFile,
-  imageFile,
-  localFile,
   shownPath,
   sorted,
-  uniqueNames,
   unpackedByGoGetter,
+  vmFiles,
   Warnings,
 } from './common.js';
 import type { ExportOptions, ExportWarning } from './types.js';
@@ -54,6 +54,13 @@ const RESTART_DELAY = {
 const SEED_DIR = 'local/cidata';
 /** The file image_path names when the VM's disk is not image_path's (raw disks, VMs without a disk). */
 const PLACEHOLDER = 'local/qvm-no-image.img';
+/**
+ * The VNC socket of `display: vnc`, relative to QEMU's working directory, the task directory: beside the
+ * driver's qm.sock and qa.sock, and short whatever the client's data_dir (a unix socket path has a length limit).
+ */
+const VNC_SOCKET = 'vnc.sock';
+/** QEMU's VNC display N listens on TCP port 5900 + N. */
+const VNC_BASE_PORT = 5900;
 
 export interface NomadExport {
   job: Record<string, unknown>;
@@ -67,12 +74,14 @@ export function nomadJob(spec: VmSpec, options: ExportOptions): NomadExport {
   const files = collectFiles(spec, options, warnings);
   const disk = diskDrive(spec, files, warnings);
   const forwards = exportForwards(spec);
-  const ports = portsOf(forwards);
+  const ports = portsOf(forwards, spec);
   const args = [
     ...['-smp', String(spec.cpus), '-m', String(spec.memoryMiB)],
     ...disk.args,
-    ...(seed ? seedArgs() : []),
+    ...dataDiskArgs(spec, files, warnings),
+    ...(seed ? seedArgs(disk.devices) : []),
     ...cdromArgs(files, warnings),
+    ...displayArgs(spec, warnings),
     ...kernelArgs(spec, files, warnings),
     ...networkArgs(spec, forwards, ports),
     ...spec.args,
@@ -82,8 +91,11 @@ export function nomadJob(spec: VmSpec, options: ExportOptions): NomadExport {
     drive_interface: disk.driveInterface,
     accelerator: accelerator(spec, warnings),
     graceful_shutdown: true,
+    ...(spec.agent ? { guest_agent: true } : {}),
     args,
   };
+  agentWarnings(spec, warnings);
+  mountWarnings(spec, options, warnings);
   const memoryMB = memory(spec, warnings);
   cpus(spec, warnings);
   killTimeout(spec, warnings);
@@ -124,16 +136,11 @@ export function nomadJob(spec: VmSpec, options: ExportOptions): NomadExport {
   return { job, warnings: warnings.list };
 }
 
-/** The files the job downloads: kernel, initrd, the disk's content, the ISO. */
+/** The files the job downloads (common.ts vmFiles): kernel, initrd, the disk's content, the data disks, the ISO. */
 function collectFiles(spec: VmSpec, options: ExportOptions, warnings: Warnings): FetchedFile[] {
-  const files: FetchedFile[] = [];
-  if (spec.kernel) files.push(localFile(spec.name, 'kernel', spec.kernel, options));
-  if (spec.initrd) files.push(localFile(spec.name, 'initrd', spec.initrd, options));
-  const content = diskContent(spec, options, warnings);
-  if (content) files.push(content);
-  if (spec.cdrom) files.push(localFile(spec.name, 'cdrom', spec.cdrom, options));
-  const named = uniqueNames(files);
-  for (const file of named) {
+  const files = vmFiles(spec, options);
+  diskContentWarnings(spec, files, warnings);
+  for (const file of files) {
     if (file.localPath !== undefined && file.source === file.localPath) {
       warnings.add(
         file.field,
@@ -141,41 +148,38 @@ function collectFiles(spec: VmSpec, options: ExportOptions, warnings: Warnings):
       );
     }
   }
-  return named;
+  return files;
 }
 
 /**
- * The file the VM's disk starts from. qvm creates a missing disk (blank, or an overlay of `backing` or
- * `image`) and keeps it; the driver creates nothing and downloads its artifacts into every new allocation.
+ * The disk starts from its content (an image, a backing image or the disk file). qvm creates a missing disk
+ * (blank, or an overlay of `backing` or `image`) and keeps it; the driver creates nothing and downloads its
+ * artifacts into every new allocation.
  */
-function diskContent(spec: VmSpec, options: ExportOptions, warnings: Warnings): FetchedFile | undefined {
+function diskContentWarnings(spec: VmSpec, files: FetchedFile[], warnings: Warnings): void {
   const disk = spec.disk;
-  const image = imageFile(spec, options);
-  if (image) {
+  if (spec.image) {
     if (disk?.sizeBytes !== undefined)
       warnings.add(
         'disk.size',
         `the qemu driver does not grow the image to ${formatSize(disk.sizeBytes)}: the disk has the image's own size (grow it with qemu-img resize in a prestart task, or in the guest)`,
       );
-    return image;
+    return;
   }
-  if (!disk) return undefined;
-  if (disk.backing) {
+  if (disk?.backing) {
     warnings.add(
       'disk.backing',
       'the qemu driver makes no overlay: the backing image itself is downloaded into the allocation and is the disk the guest writes',
     );
-    return localFile(spec.name, 'disk', disk.backing, options);
+    return;
   }
-  if (disk.sizeBytes !== undefined) {
-    const file = localFile(spec.name, 'disk', disk.path, options);
+  if (disk?.sizeBytes !== undefined) {
+    const file = files.find((f) => f.field === 'disk')!;
     warnings.add(
       'disk.size',
       `the qemu driver creates no disk: the job downloads ${file.name}; make it once (qemu-img create -f ${disk.format} ${file.name} ${formatSize(disk.sizeBytes)}) and serve it`,
     );
-    return file;
   }
-  return localFile(spec.name, 'disk', disk.path, options);
 }
 
 interface DiskDrive {
@@ -184,6 +188,8 @@ interface DiskDrive {
   args: string[];
   /** True when image_path names a placeholder file the job writes (a template). */
   placeholder: boolean;
+  /** True when every disk is a drive with if=none plus a -device (a VM with data disks), as qvm attaches them. */
+  devices: boolean;
 }
 
 /**
@@ -191,34 +197,117 @@ interface DiskDrive {
  * attaches it (if=virtio). A raw disk is attached by args with format=raw (a probed raw image may not have
  * block 0 written: the guest could not write its partition table), and a VM without a disk gets a
  * placeholder file attached with if=none, which the guest never sees.
+ *
+ * With data disks every disk is attached as qvm attaches it then (qemu/argv.ts blockDevices): a drive with
+ * if=none and its own -device, OS disk first, so the guest still names the OS disk vda. image_path is then
+ * if=none too, and args give the driver's drive image0 its device.
  */
 function diskDrive(spec: VmSpec, files: FetchedFile[], warnings: Warnings): DiskDrive {
   const content = files.find((f) => f.field === 'disk' || f.field === 'image');
   const format = spec.image ? 'qcow2' : (spec.disk?.format ?? 'qcow2');
+  const devices = spec.dataDisks.length > 0;
   if (content && format === 'qcow2') {
     warnings.add(
       spec.disk ? 'disk' : 'image',
       'the disk is an artifact, downloaded again into every new allocation: a job update or a reschedule starts from a fresh copy and loses what the guest wrote (qvm keeps its disk and never overwrites it)',
     );
-    return { imagePath: `local/${content.name}`, driveInterface: 'virtio', args: [], placeholder: false };
+    return {
+      imagePath: `local/${content.name}`,
+      driveInterface: devices ? 'none' : 'virtio',
+      args: devices ? ['-device', 'virtio-blk-pci,drive=image0,bootindex=0'] : [],
+      placeholder: false,
+      devices,
+    };
   }
-  const args = content
-    ? ['-drive', `file=${optionValue(`local/${content.name}`)},format=raw,if=virtio,id=disk0`]
-    : [];
+  const file = content ? `file=${optionValue(`local/${content.name}`)},format=raw` : undefined;
+  const args = !file
+    ? []
+    : devices
+      ? ['-drive', `${file},if=none,id=disk0`, '-device', 'virtio-blk-pci,drive=disk0,bootindex=0']
+      : ['-drive', `${file},if=virtio,id=disk0`];
   if (content)
     warnings.add(
       'disk',
       'the disk is an artifact, downloaded again into every new allocation: a job update or a reschedule starts from a fresh copy and loses what the guest wrote (qvm keeps its disk and never overwrites it)',
     );
-  return { imagePath: PLACEHOLDER, driveInterface: 'none', args, placeholder: true };
+  return { imagePath: PLACEHOLDER, driveInterface: 'none', args, placeholder: true, devices };
 }
 
-function seedArgs(): string[] {
-  // What qvm passes for its seed (qemu/argv.ts): the folder served read-only as a FAT drive labelled cidata.
-  return [
-    '-drive',
-    `if=virtio,format=raw,readonly=on,file.driver=vvfat,file.dir=${SEED_DIR},file.label=cidata,id=seed0`,
-  ];
+/**
+ * The data disks, after the OS disk, with their serials, as qvm attaches them. Each is an artifact: the
+ * driver creates no disk and keeps none across allocations.
+ */
+function dataDiskArgs(spec: VmSpec, files: FetchedFile[], warnings: Warnings): string[] {
+  return spec.dataDisks.flatMap((d, i) => {
+    const field = dataDiskField(d);
+    const file = files.find((f) => f.field === field)!;
+    if (d.sizeBytes !== undefined)
+      warnings.add(
+        `${field}.size`,
+        `the qemu driver creates no disk: the job downloads ${file.name}; make it once (qemu-img create -f ${d.format} ${file.name} ${formatSize(d.sizeBytes)}) and serve it`,
+      );
+    warnings.add(
+      field,
+      'the data disk is an artifact, downloaded again into every new allocation: a job update or a reschedule starts from a fresh copy and loses what the guest wrote (qvm keeps a data disk even through destroy --delete-disks)',
+    );
+    return [
+      '-drive',
+      `file=${optionValue(`local/${file.name}`)},format=${d.format},if=none,id=data${i}`,
+      '-device',
+      `virtio-blk-pci,drive=data${i},serial=${d.serial}`,
+    ];
+  });
+}
+
+function seedArgs(devices: boolean): string[] {
+  // What qvm passes for its seed (qemu/argv.ts): the folder served read-only as a FAT drive labelled cidata,
+  // after the data disks when there are some.
+  const drive = `format=raw,readonly=on,file.driver=vvfat,file.dir=${SEED_DIR},file.label=cidata,id=seed0`;
+  return devices
+    ? ['-drive', `if=none,${drive}`, '-device', 'virtio-blk-pci,drive=seed0']
+    : ['-drive', `if=virtio,${drive}`];
+}
+
+/** The channel is the driver's own (guest_agent); what qvm does through it is not. */
+function agentWarnings(spec: VmSpec, warnings: Warnings): void {
+  if (!spec.agent) return;
+  warnings.add(
+    'agent',
+    "the driver adds the agent's channel (guest_agent: qa.sock in the task directory on the Nomad client), but Nomad does not use it: a stop is graceful_shutdown's ACPI power button only (qvm asks the agent first), and qvm exec and qvm status do not reach it",
+  );
+}
+
+/**
+ * The driver shares no folders (its capabilities: no volume mounts), and a host folder in args would tie the
+ * job to the clients that have it: the warning says how, the job leaves the shares out.
+ */
+function mountWarnings(spec: VmSpec, options: ExportOptions, warnings: Warnings): void {
+  for (const m of spec.mounts) {
+    warnings.add(
+      `mounts[${m.index}]`,
+      `not exported: the qemu driver mounts no volumes, so the guest gets nothing at ${m.guest} (where qvm shares ${shownPath(m.host, options)}); to share a folder that every client has, add to args: -fsdev local,id=fs${m.index},path=DIR,security_model=none${m.writable ? '' : ',readonly=on'} -device virtio-9p-pci,fsdev=fs${m.index},mount_tag=${m.tag}`,
+    );
+  }
+}
+
+/** VNC as qvm serves it, on the Nomad client: the task directory's socket, or an address and port there. */
+function displayArgs(spec: VmSpec, warnings: Warnings): string[] {
+  const display = spec.display;
+  if (!display) return [];
+  // The driver's -nographic leaves no window, as qvm's -display none does; -vnc serves the screen beside it.
+  if (display.kind === 'vnc-socket') {
+    warnings.add(
+      'display',
+      `VNC is served on ${VNC_SOCKET} in the task directory on the Nomad client (beside the driver's qm.sock): reach it on that node; qvm vnc and qvm screenshot do not reach it`,
+    );
+    return ['-vnc', `unix:${VNC_SOCKET}`];
+  }
+  const vnc = `${display.address}:${display.port - VNC_BASE_PORT}`;
+  warnings.add(
+    'display',
+    `VNC on ${display.address}:${display.port} of the Nomad client through args (-vnc ${vnc}); the port is reserved on the node's network for scheduling; qvm vnc and qvm screenshot do not reach it`,
+  );
+  return ['-vnc', vnc];
 }
 
 function cdromArgs(files: FetchedFile[], warnings: Warnings): string[] {
@@ -260,14 +349,19 @@ function portLabel(f: ExportForward): string {
   return f.field === 'ssh' ? 'ssh' : `fwd_${f.proto}_${f.hostPort}`;
 }
 
-/** Nomad reserves ports by number only: a tcp and a udp forward on one port share one reservation. */
-function portsOf(forwards: ExportForward[]): PortLabel[] {
+/**
+ * Nomad reserves ports by number only: a tcp and a udp forward on one port share one reservation. A VNC port
+ * is reserved too, so that two VMs that serve VNC on one port are not placed on one node.
+ */
+function portsOf(forwards: ExportForward[], spec: VmSpec): PortLabel[] {
   const ports: PortLabel[] = [];
   for (const f of forwards) {
     if (f.hostPort === undefined) ports.push({ label: portLabel(f) });
     else if (!ports.some((p) => p.value === f.hostPort))
       ports.push({ label: portLabel(f), value: f.hostPort });
   }
+  const vnc = spec.display?.kind === 'vnc-tcp' ? spec.display.port : undefined;
+  if (vnc !== undefined && !ports.some((p) => p.value === vnc)) ports.push({ label: 'vnc', value: vnc });
   return ports;
 }
 

@@ -29,12 +29,18 @@ export interface SshProvision {
   hostKey?: KeyPair;
 }
 
-/** A 9p share the guest mounts at boot. */
+/** A share the guest mounts at boot, by its tag. */
 export interface GuestMount {
   tag: string;
   guest: string;
   writable: boolean;
 }
+
+/**
+ * How the shares reach the guest: virtio-9p as qvm attaches them, or virtiofs (KubeVirt's filesystems, for
+ * `qvm export`), whose tag is the filesystem's name.
+ */
+export type ShareType = '9p' | 'virtiofs';
 
 /** The seed of a VM named `hostname`, from its manifest data and what qvm adds. */
 export function buildSeed(
@@ -42,8 +48,9 @@ export function buildSeed(
   cloudInit: CloudInitSpec | undefined,
   ssh: SshProvision | undefined,
   mounts: GuestMount[] = [],
+  shareType: ShareType = '9p',
 ): SeedFiles {
-  const userData = mergeUserData(cloudInit?.userData, ssh, mounts);
+  const userData = mergeUserData(cloudInit?.userData, ssh, mounts, shareType);
   const networkConfig = cloudInit?.networkConfig;
   const hash = createHash('sha256')
     .update(JSON.stringify([hostname, userData, networkConfig ?? null]))
@@ -64,19 +71,19 @@ export function buildSeed(
  * /home/USER would leave that home owned by root. Folders made on the way into the ssh user's home are given
  * to that user. Guest paths are checked by the schema: no spaces or quotes.
  */
-function mountScript(mounts: GuestMount[], user: string | undefined): string {
+function mountScript(mounts: GuestMount[], user: string | undefined, type: ShareType): string {
   const home = user ? `/home/${user}` : undefined;
-  const lines = [`sed -i '/^qvm[0-9]* .* 9p /d' /etc/fstab`];
+  const lines = [`sed -i '/^qvm[0-9]* .* ${type} /d' /etc/fstab`];
   for (const m of mounts) {
-    const options = `trans=virtio,version=9p2000.L,nofail,${m.writable ? 'rw' : 'ro'}`;
-    lines.push(`echo '${m.tag} ${m.guest} 9p ${options} 0 0' >> /etc/fstab`, `mkdir -p ${m.guest}`);
+    const options = `${type === '9p' ? 'trans=virtio,version=9p2000.L,' : ''}nofail,${m.writable ? 'rw' : 'ro'}`;
+    lines.push(`echo '${m.tag} ${m.guest} ${type} ${options} 0 0' >> /etc/fstab`, `mkdir -p ${m.guest}`);
     if (home && m.guest.startsWith(`${home}/`)) {
       const parts = m.guest.slice(home.length + 1).split('/');
       const made = parts.map((_, i) => `${home}/${parts.slice(0, i + 1).join('/')}`);
       lines.push(`chown ${user}: ${made.join(' ')}`);
     }
   }
-  lines.push('mount -a -t 9p');
+  lines.push(`mount -a -t ${type}`);
   return lines.join('; ');
 }
 
@@ -88,6 +95,7 @@ export function mergeUserData(
   userData: string | undefined,
   ssh: SshProvision | undefined,
   mounts: GuestMount[] = [],
+  shareType: ShareType = '9p',
 ): string {
   if (userData?.startsWith('#!')) return userData;
   const doc = parseDocument(userData ?? '#cloud-config\n');
@@ -129,7 +137,7 @@ export function mergeUserData(
     // First in runcmd (it runs after the users exist), so the user's own commands find the shares mounted.
     const runcmd = doc.get('runcmd');
     const list = isSeq(runcmd) ? runcmd : new YAMLSeq();
-    list.items.unshift(doc.createNode(['sh', '-c', mountScript(mounts, ssh?.user)]));
+    list.items.unshift(doc.createNode(['sh', '-c', mountScript(mounts, ssh?.user, shareType)]));
     doc.set('runcmd', list);
   }
   // The yaml library separates a document's leading comment from its content by a blank line.

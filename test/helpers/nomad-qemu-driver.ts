@@ -4,8 +4,8 @@
  * is unpacked unless `archive=false`, `checksum` is verified), render the templates, interpolate
  * `${NOMAD_HOST_PORT_<label>}`, and build the argv as drivers/qemu/driver.go StartTask does: its own options
  * (`-machine type=pc,accel=A -name IMAGE -m MEMORY_MBM -drive file=IMAGE,if=IF,id=image0 -nographic`, the
- * `-monitor` for graceful_shutdown), then Config.args, then `-enable-kvm` for accelerator kvm. The notes'
- * smoke-nomad-argv.log is that argv for the demo.
+ * `-monitor` for graceful_shutdown, the agent's channel for guest_agent), then Config.args, then `-enable-kvm`
+ * for accelerator kvm. The notes' smoke-nomad-argv.log is that argv for the demo.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -21,6 +21,7 @@ export interface NomadTask {
     accelerator?: string;
     machine_type?: string;
     graceful_shutdown?: boolean;
+    guest_agent?: boolean;
     args?: string[];
   };
   Resources: { MemoryMB: number };
@@ -120,6 +121,15 @@ export function driverArgv(task: NomadTask, taskDir: string, ports: Record<strin
   ];
   if (config.graceful_shutdown)
     argv.push('-monitor', `unix:${path.join(taskDir, 'qm.sock')},server=on,wait=off`);
+  if (config.guest_agent)
+    argv.push(
+      '-chardev',
+      `socket,path=${path.join(taskDir, 'qa.sock')},server=on,wait=off,id=qga0`,
+      '-device',
+      'virtio-serial',
+      '-device',
+      'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
+    );
   argv.push(...(config.args ?? []).map((a) => interpolate(a, ports)));
   if (accelerator === 'kvm') argv.push('-enable-kvm');
   return argv;

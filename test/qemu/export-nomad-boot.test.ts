@@ -8,7 +8,7 @@
  * machine's /dev/kvm opens but hangs guests (the case qvm's probe exists for; MAPPING.md's accel row).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -199,6 +199,91 @@ describe('an exported job with cloudInit: and ssh:, run as the driver runs it', 
       expect(image0).toMatch(/^image0 \(#block\d+\): local\/qvm-no-image\.img \(raw\)\n/);
       expect(image0).not.toContain('Attached to');
       expect(listeningAddresses(sshPort)).toEqual(['0100007F']);
+      await hmp.hmp('quit').catch(() => undefined);
+    } finally {
+      await hmp.close().catch(() => undefined);
+    }
+    expect(await exited(child)).toBe(0);
+  }, 30_000);
+});
+
+describe('an exported job with agent:, disks: and display: vnc, as the driver starts it', () => {
+  const dir = path.join(root, 'guest');
+  const task = path.join(dir, 'alloc', 'qemu');
+  let child: ChildProcess | undefined;
+
+  afterAll(() => {
+    if (child?.pid && isAlive(child.pid)) child.kill('SIGKILL');
+  });
+
+  it("puts the OS disk first, the data disk's serial, the agent's channel and VNC in the task directory", async () => {
+    mkdirSync(path.join(dir, 'disks'), { recursive: true });
+    mkdirSync(task, { recursive: true });
+    writeFileSync(
+      path.join(dir, 'm.yaml'),
+      [
+        'vms:',
+        '  dev:',
+        '    memory: 64M',
+        '    accel: tcg',
+        '    disk: { path: disks/dev.qcow2, size: 16M }',
+        '    agent: true',
+        '    disks: [{ path: disks/data.qcow2, size: 16M }]',
+        '    display: vnc',
+        '',
+      ].join('\n'),
+    );
+    for (const disk of ['dev.qcow2', 'data.qcow2']) {
+      const file = path.join(dir, 'disks', disk);
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
+      server.setFile(`/qvm/dev/${disk}`, file);
+    }
+    const exported = await qvm(
+      ['export', '--to', 'nomad', '-f', 'm.yaml', '--artifact-base', `${server.origin}/qvm`],
+      { cwd: dir },
+    );
+    expect(exported.exitCode, exported.stderr).toBe(0);
+    const devJob = JSON.parse(exported.stdout) as NomadJobFile;
+    const devTask = devJob.Job.TaskGroups[0]!.Tasks[0]!;
+    await fetchArtifacts(devTask, task);
+    const devArgv = driverArgv(devTask, task, allocatePorts(devJob));
+    // -S: the CPU stays stopped; only QEMU's devices are looked at.
+    child = spawn(devArgv[0]!, [...devArgv.slice(1), '-S'], { cwd: task, stdio: 'ignore' });
+    registerPid(child.pid!);
+    const socket = path.join(task, 'qm.sock');
+    await waitUntil(() => {
+      try {
+        return readFileSync('/proc/net/unix', 'utf8').includes(socket);
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    const hmp = await HmpClient.connect(socket);
+    try {
+      // Each virtio disk: its PCI slot, its drive and its serial. The driver's image0 (the OS disk) is the
+      // first virtio disk in PCI order, so the guest names it vda, and the data disk has its serial.
+      const qtree = await hmp.hmp('info qtree');
+      const disks = [
+        ...qtree.matchAll(
+          /dev: virtio-blk-pci, id ""\s[\s\S]*?addr = ([0-9a-f]+)\.0\s[\s\S]*?drive = "(\w+)"\s[\s\S]*?serial = "([^"]*)"/g,
+        ),
+      ]
+        .map(([, slot, drive, serial]) => ({ slot: Number.parseInt(slot!, 16), drive, serial }))
+        .sort((a, b) => a.slot - b.slot)
+        .map(({ drive, serial }) => ({ drive, serial }));
+      expect(disks).toEqual([
+        { drive: 'image0', serial: '' },
+        { drive: 'data0', serial: 'data' },
+      ]);
+      const block = await hmp.hmp('info block');
+      expect(block).toMatch(/^image0 \(#block\d+\): local\/dev\.qcow2 \(qcow2\)\n\s+Attached to:/m);
+      expect(block).toMatch(/^data0 \(#block\d+\): local\/data\.qcow2 \(qcow2\)\n\s+Attached to:/m);
+      // guest_agent's channel on qa.sock, and VNC on vnc.sock beside it (relative to QEMU's working directory).
+      expect(await hmp.hmp('info chardev')).toContain(
+        `qga0: filename=disconnected:unix:${path.join(task, 'qa.sock')},server=on`,
+      );
+      expect(await hmp.hmp('info vnc')).toContain('Server: :vnc.sock (unix)');
+      expect(statSync(path.join(task, 'vnc.sock')).isSocket()).toBe(true);
       await hmp.hmp('quit').catch(() => undefined);
     } finally {
       await hmp.close().catch(() => undefined);

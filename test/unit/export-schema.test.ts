@@ -71,8 +71,8 @@ describe('examples/ exported', () => {
 
 /**
  * A VM as a manifest writes it, over the fields an export maps, shaped by qvm's own rules (an image needs a
- * qcow2 disk and no backing, a snapshot a qcow2 disk); names, disk paths and host ports are made unique when the
- * VMs are put together.
+ * qcow2 disk and no backing, a snapshot a qcow2 disk, shares around a save the agent); names, disk paths and
+ * host ports are made unique when the VMs are put together.
  */
 const hex64 = fc.stringMatching(/^[0-9a-f]{64}$/);
 const forward = fc.oneof(
@@ -144,7 +144,23 @@ const vm = fc.record(
       { nil: undefined },
     ),
     ssh: fc.option(fc.record({ user: fc.constant('dev'), port: fc.boolean() }), { nil: undefined }),
-    ready: fc.constantFrom('none', 'tcp', 'http', 'ssh'),
+    agent: fc.boolean(),
+    mounts: fc.array(fc.record({ host: fc.constantFrom('./src', '~/.cache/go'), writable: fc.boolean() }), {
+      maxLength: 2,
+    }),
+    disks: fc.array(
+      fc.record(
+        {
+          size: fc.constantFrom('1G', '50G'),
+          format: fc.constantFrom('qcow2', 'raw'),
+          serial: fc.constantFrom('data', 'Data_2', 'x.y'),
+        },
+        { requiredKeys: [] },
+      ),
+      { maxLength: 2 },
+    ),
+    display: fc.option(fc.constantFrom('socket', 'tcp'), { nil: undefined }),
+    ready: fc.constantFrom('none', 'tcp', 'http', 'ssh', 'agent'),
   },
   { requiredKeys: [] },
 );
@@ -193,10 +209,26 @@ function vmEntry(name: string, i: number, g: GeneratedVm): Record<string, unknow
   });
   if (forwards.length) out.forwards = forwards;
   if (g.ssh) out.ssh = { user: g.ssh.user, ...(g.ssh.port ? { port: 30000 + i } : {}) };
+  const saves = out.snapshot !== undefined || out.state === 'saved';
+  if (g.agent) out.agent = true;
+  // qvm refuses shares around a save without the agent, which unmounts them first.
+  if (g.mounts?.length && (g.agent || !saves))
+    out.mounts = g.mounts.map((m, j) => ({ host: m.host, guest: `/mnt/share${j}`, writable: m.writable }));
+  // Data disk paths are unique across VMs, serials within one; a save needs qcow2 data disks.
+  if (g.disks?.length)
+    out.disks = g.disks.map((d, j) => ({
+      path: `data/${name}-${j}.${d.format === 'raw' ? 'img' : 'qcow2'}`,
+      ...(d.size ? { size: d.size } : {}),
+      ...(d.format && !(saves && d.format === 'raw') ? { format: d.format } : {}),
+      ...(d.serial ? { serial: `${d.serial}${j}` } : {}),
+    }));
+  if (g.display === 'socket') out.display = 'vnc';
+  if (g.display === 'tcp') out.display = { vnc: { port: 5901 + i } };
   const tcp = forwards.find((f) => typeof f === 'object' && (f.proto ?? 'tcp') === 'tcp') as
     | { host: number }
     | undefined;
   if (g.ready === 'ssh' && g.ssh) out.ready = { ssh: true, timeout: '90s' };
+  if (g.ready === 'agent' && g.agent) out.ready = { agent: true };
   if (g.ready === 'tcp' && tcp) out.ready = { tcp: tcp.host };
   if (g.ready === 'http' && tcp)
     out.ready = { http: { port: tcp.host, path: '/health', status: 204 }, timeout: '20s' };
@@ -256,6 +288,14 @@ describe('generated manifests exported', () => {
       'kubevirt name',
       'kubevirt args',
       'kubevirt image',
+      'nomad agent',
+      'nomad mounts[0]',
+      'nomad disks[0]',
+      'nomad display',
+      'kubevirt mounts',
+      'kubevirt disks[0]',
+      'kubevirt display',
+      'kubevirt ready.agent',
     ])
       expect(seenWarnings).toContain(field);
   });

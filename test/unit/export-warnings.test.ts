@@ -1,7 +1,8 @@
 /**
  * Each approximate (≈) or impossible (✗) row of the scale-out notes' MAPPING.md, and the rows for the fields
- * added since (image, ssh, files without a source): the warning appears, naming the VM, the field and what the
- * engine does instead, and `qvm export --strict` fails on it without writing anything.
+ * added since (image, ssh, files without a source, and the guest integration: agent, ready.agent, mounts,
+ * disks, display): the warning appears, naming the VM, the field and what the engine does instead, and
+ * `qvm export --strict` fails on it without writing anything.
  */
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -418,6 +419,126 @@ const ROWS: [string, ExportTarget, string, string, string, string][] = [
     'kernel',
     'no --registry: the container image is named under localhost/qvm, an image loaded into the nodes by hand; pass --registry REGISTRY to pull it from a registry',
   ],
+  [
+    'agent ≈ (the channel, not its uses)',
+    'nomad',
+    'web',
+    'agent: true\n',
+    'agent',
+    "the driver adds the agent's channel (guest_agent: qa.sock in the task directory on the Nomad client), but Nomad does not use it: a stop is graceful_shutdown's ACPI power button only (qvm asks the agent first), and qvm exec and qvm status do not reach it",
+  ],
+  [
+    'ready: {agent} ✗',
+    'nomad',
+    'web',
+    'agent: true\n    ready: {agent: true}\n',
+    'ready.agent',
+    'has no Nomad check equivalent: the job is healthy once the task runs',
+  ],
+  [
+    'ready: {agent} ≈',
+    'kubevirt',
+    'web',
+    'agent: true\n    ready: {agent: true}\n',
+    'ready.agent',
+    "becomes a readinessProbe guestAgentPing (KubeVirt pings the agent, as qvm does): it gates the Service's endpoints, not a deployment",
+  ],
+  [
+    'mounts ✗',
+    'nomad',
+    'web',
+    'mounts: [{host: ./src, guest: /home/dev/src}]\n',
+    'mounts[0]',
+    'not exported: the qemu driver mounts no volumes, so the guest gets nothing at /home/dev/src (where qvm shares src); to share a folder that every client has, add to args: -fsdev local,id=fs0,path=DIR,security_model=none,readonly=on -device virtio-9p-pci,fsdev=fs0,mount_tag=qvm0',
+  ],
+  [
+    'mounts ≈ (a claim, not a folder of this machine)',
+    'kubevirt',
+    'web',
+    'mounts: [{host: ./src, guest: /home/dev/src, writable: true}]\n',
+    'mounts[0]',
+    'becomes the virtiofs filesystem qvm0 on the PersistentVolumeClaim web-qvm0, which must exist and hold what src holds: KubeVirt cannot share a folder of this machine, and nothing copies it there or back',
+  ],
+  [
+    'mounts ≈ (virtiofs, no seed)',
+    'kubevirt',
+    'web',
+    'mounts: [{host: ./src, guest: /home/dev/src}]\n',
+    'mounts',
+    'virtiofs on a PersistentVolumeClaim needs the EnableVirtioFsStorageVolumes feature gate (Alpha in KubeVirt v1.9.0) in the KubeVirt CR, else the VM is refused; the guest mounts virtiofs (Linux 5.4 or later), not 9p: mount -t virtiofs qvm0 DIR',
+  ],
+  [
+    'mounts ≈ (virtiofs, from the seed)',
+    'kubevirt',
+    'web',
+    'mounts: [{host: ./src, guest: /home/dev/src}]\n    ssh: {user: dev}\n',
+    'mounts',
+    'virtiofs on a PersistentVolumeClaim needs the EnableVirtioFsStorageVolumes feature gate (Alpha in KubeVirt v1.9.0) in the KubeVirt CR, else the VM is refused; the guest mounts virtiofs (Linux 5.4 or later), not 9p, as its seed says',
+  ],
+  [
+    'disks ✗ (artifact)',
+    'nomad',
+    'web',
+    'disks: [{path: disks/data.qcow2}]\n',
+    'disks[0]',
+    'the data disk is an artifact, downloaded again into every new allocation: a job update or a reschedule starts from a fresh copy and loses what the guest wrote (qvm keeps a data disk even through destroy --delete-disks)',
+  ],
+  [
+    'disks[].size ✗',
+    'nomad',
+    'web',
+    'disks: [{path: disks/data.qcow2, size: 50G}]\n',
+    'disks[0].size',
+    'the qemu driver creates no disk: the job downloads data.qcow2; make it once (qemu-img create -f qcow2 data.qcow2 50G) and serve it',
+  ],
+  [
+    'disks ≈ (deleted with the VirtualMachine)',
+    'kubevirt',
+    'web',
+    'disks: [{path: disks/data.qcow2, size: 50G}]\n',
+    'disks[0]',
+    "the DataVolume web-data-data is in the VirtualMachine's dataVolumeTemplates, so deleting the VirtualMachine deletes the disk (qvm keeps a data disk unless destroy --delete-data-disks; kubectl delete --cascade=orphan keeps it)",
+  ],
+  [
+    'disks[].size not given',
+    'kubevirt',
+    'web',
+    'disks: [{path: disks/data.qcow2}]\n',
+    'disks[0].size',
+    "not given: CDI needs storage.resources.requests.storage of at least the image's virtual size (qemu-img info); add a size to disks[0] in the manifest",
+  ],
+  [
+    'disks: local file, no --artifact-base',
+    'kubevirt',
+    'web',
+    'disks: [{path: disks/data.qcow2}]\n',
+    'disks[0]',
+    "disks/data.qcow2 is a file on this machine and no --artifact-base was given: the DataVolume waits for an upload (from the manifest's folder: virtctl image-upload dv web-data-data --no-create --image-path=disks/data.qcow2)",
+  ],
+  [
+    'display: vnc ≈',
+    'nomad',
+    'web',
+    'display: vnc\n',
+    'display',
+    "VNC is served on vnc.sock in the task directory on the Nomad client (beside the driver's qm.sock): reach it on that node; qvm vnc and qvm screenshot do not reach it",
+  ],
+  [
+    'display: {vnc: {port}} ≈',
+    'nomad',
+    'web',
+    'display: {vnc: {port: 5901}}\n',
+    'display',
+    "VNC on 127.0.0.1:5901 of the Nomad client through args (-vnc 127.0.0.1:1); the port is reserved on the node's network for scheduling; qvm vnc and qvm screenshot do not reach it",
+  ],
+  [
+    'display: {vnc: {port}} ✗',
+    'kubevirt',
+    'web',
+    'display: {vnc: {port: 5901}}\n',
+    'display',
+    'VNC on 127.0.0.1:5901 has no equivalent: KubeVirt serves the screen only through the Kubernetes API; virtctl vnc --proxy-only --address 127.0.0.1 --port 5901 web serves it there on the machine that runs virtctl',
+  ],
 ];
 
 const dir = mkdtempSync(path.join(tmpdir(), 'qvm-export-warn-'));
@@ -462,8 +583,11 @@ describe('without --strict', () => {
 
   it('has no warning at all where an engine is faithful', () => {
     // accel kvm, restart never and no forwards: KubeVirt expresses all of it (nothing runs, nothing is exposed
-    // with the slirp binding and no ports).
-    const manifest = manifestFrom('vms:\n  web:\n    accel: kvm\n    restart: never\n    memory: 1G\n');
+    // with the slirp binding and no ports). The agent and a VNC socket too: KubeVirt gives every VM the
+    // agent's channel (used for shutdown as qvm uses it) and a private VNC socket reached through its API.
+    const manifest = manifestFrom(
+      'vms:\n  web:\n    accel: kvm\n    restart: never\n    memory: 1G\n    agent: true\n    display: vnc\n',
+    );
     const { warnings } = exportManifest(manifest, 'kubevirt', manifest.vms, { network: 'slirp' });
     expect(warnings.map((w) => w.field)).toEqual(['nic', 'updates']);
   });
