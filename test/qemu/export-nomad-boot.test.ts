@@ -96,8 +96,8 @@ afterAll(async () => {
 });
 
 describe('the exported demo job, run as the Nomad qemu driver runs it', () => {
-  it('starts QEMU with the command line of smoke-nomad-argv.log', () => {
-    const logged = scaleOutFixture('smoke-nomad-argv.log')
+  it("starts QEMU with the command line of the notes' smoke-nomad-argv.log", () => {
+    const logged = scaleOutFixture('smoke-nomad-argv.txt')
       .split('\n')[0]!
       .replace(/^argv: /, '');
     const expected = logged.replace('TASKDIR', allocDir).replace('38871', String(port));
