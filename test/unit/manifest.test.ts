@@ -399,6 +399,14 @@ describe('inputs found by the property tests', () => {
     ]);
   });
 
+  it('an item of args that is not a string, after -drive on a VM with snapshots, is a located error, not a crash', () => {
+    expect(
+      problems('vms:\n  web:\n    disk: d.qcow2\n    snapshot: s\n    args: [-drive, {a: 1}]\n'),
+    ).toEqual([
+      'vm.yaml:5:20: vms.web.args[1]: must be text on one line, without control characters, got a mapping',
+    ]);
+  });
+
   it('an anchor on a VM field (`disk: &a`) that leaves it null is a located error, not a crash', () => {
     expect(problems('vms:\n  web:\n    disk: &a\n    snapshot: s\n')).toEqual([
       'vm.yaml:3:13: vms.web.disk: must be a path, or a mapping with path, and optionally size, format, backing and backingFormat, got null',
