@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: set up what is missing (npm dependencies, QEMU, the demo guest), then typecheck, lint, and run
-# every test. The QEMU tests start real qemu-system-x86_64 processes; they never skip.
+# every tier (unit, property, cli, qemu: see vitest.config.ts). The QEMU tests start real qemu-system-x86_64
+# processes; they never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
