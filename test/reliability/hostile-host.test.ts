@@ -25,6 +25,7 @@ import {
   mountTmpfs,
   qemusWithPidfile,
   remount,
+  requireRoot,
   sandbox,
   spawnHelper,
   spawnQemu,
@@ -43,6 +44,7 @@ afterAll(() => box.cleanup());
 
 /** Runs a command as the unprivileged user `nobody` (the tests run as root in CI). */
 function asNobody(command: string, args: string[]) {
+  requireRoot('runs a command as the user nobody (setpriv)');
   return spawnSync(
     'setpriv',
     [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', command, ...args],
@@ -69,6 +71,7 @@ describe.concurrent('9. runtime folders are checked by every command that reads 
       path.join(ns, 'web', 'disks.json'),
       JSON.stringify([{ path: victim, dev: 0, ino: 0, format: 'raw', created: true, at: '' }]),
     );
+    requireRoot('gives a runtime folder to another user (chown)');
     chownSync(path.join(ns, 'web'), NOBODY, NOBODY);
     chownSync(ns, NOBODY, NOBODY);
     for (const args of [
@@ -94,6 +97,7 @@ describe.concurrent('9. runtime folders are checked by every command that reads 
     const file = writeManifest(path.join(dir, 'm.yaml'), { web: bareVm() });
     const vmDir = box.vmDir(file, 'evil');
     mkdirSync(vmDir, { recursive: true, mode: 0o700 });
+    requireRoot('gives a VM folder to another user (chown)');
     chownSync(vmDir, NOBODY, NOBODY);
     const r = await box.run(['status', '-f', file], dir);
     expect(r.exitCode).toBe(1);
@@ -116,6 +120,7 @@ describe.concurrent('10. no other user can block qvm', () => {
     // What the old lock was: an abstract socket with a predictable name. Another user listening on it now
     // changes nothing.
     const id = path.basename(path.dirname(box.vmDir(file, 'web')));
+    requireRoot('listens on a socket as the user nobody (setpriv)');
     const squatter = spawnHelper('setpriv', [
       `--reuid=${NOBODY}`,
       `--regid=${NOBODY}`,
