@@ -6,7 +6,7 @@
  *   1,000 here, 10,000 in `npm run test:soak`). No QEMU, no build.
  * - cli: the real bin/qvm.js without QEMU (validate): builds dist/ first.
  * - qemu: real qemu-system-x86_64 processes (test/qemu, test/reliability): checks QEMU is installed, builds.
- * `npm test` (scripts/test.sh) runs every tier.
+ * `npm test` (scripts/test.sh) runs every tier with coverage of src/, the qvm child processes included.
  */
 import { defineConfig } from 'vitest/config';
 
@@ -16,9 +16,16 @@ export default defineConfig({
   test: {
     // Real QEMU processes are started by many tests; forks keep each file's processes and signal handlers apart.
     pool: 'forks',
-    setupFiles: ['test/helpers/cleanup.ts'],
+    setupFiles: ['test/helpers/child-coverage.ts', 'test/helpers/cleanup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.ts'],
+      // The in-process part; scripts/coverage.mjs adds the qvm child processes and writes the summary.
+      reporter: ['json'],
+      reportsDirectory: 'coverage/vitest',
+    },
     projects: [
       {
         extends: true,
