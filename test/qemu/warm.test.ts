@@ -12,14 +12,15 @@ import {
   demoVm,
   freePortsDistinct,
   GUEST_HELLO,
-  guestUptime,
+  guestBoot,
+  httpGet,
   isRunning,
   killQemusUnder,
   type PolledRun,
-  parsePrintedDuration,
   parseUptime,
   privateDir,
   runWhilePolling,
+  serialSocket,
   statusTable,
   toPort80,
   url,
@@ -56,6 +57,8 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
   /** The guest's uptime in the last answer before apply began saving the snapshot. */
   let uptimeBeforeSave = 0;
   let pid = 0;
+  /** The guest's boot id when the snapshot was saved. */
+  let snapshotBoot = '';
   const write = (extra: Record<string, unknown> = {}) =>
     writeVms(file, {
       web: demoVm('web', { snapshot: 'warm', forwards: toPort80(port), ready: { http: { port } }, ...extra }),
@@ -105,6 +108,8 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     expect(done).toMatch(/^web: started \(pid \d+\), ready in \S+, saved snapshot warm in \S+$/);
     pid = Number(/pid (\d+)/.exec(done)![1]);
     expect(vmPid(runtime, 'web')).toBe(pid);
+    // The boot the snapshot was taken in: a later start that resumes from the snapshot has this same id.
+    snapshotBoot = await guestBoot(serialSocket(runtime, 'web'));
     expect(cold.answers.length).toBeGreaterThan(0);
     coldMs = cold.answers[0]!.at - cold.startedAt;
     const saving = cold.lines.find((l) => l.text === 'web: saving snapshot warm');
@@ -154,9 +159,9 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     await annotate(
       `apply -> HTTP: cold ${coldMs} ms, warm ${warmMs} ms (${(coldMs / warmMs).toFixed(1)}x); guest uptime: ${uptimeBeforeSave} s before the save, ${uptime} s after the warm start`,
     );
+    // The boot the snapshot holds (a cold boot loads its kernel and PID 1 elsewhere), and its clock carried on.
+    expect(await guestBoot(serialSocket(runtime, 'web'))).toBe(snapshotBoot);
     expect(uptime).toBeGreaterThanOrEqual(uptimeBeforeSave);
-    // A guest booted by this start could not have been up longer than the start took.
-    expect(uptime).toBeGreaterThan(warmMs / 1000);
     expect(uptime).toBeGreaterThanOrEqual(parseUptime(cold.answers[0]!.body));
   });
 
@@ -165,7 +170,7 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
   }, async () => {
     const dateOf = (rows: string[]) => /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/.exec(rows[1] ?? '')?.[0];
     const dateBefore = dateOf(await snapshotRows());
-    const uptimeBefore = await guestUptime(port);
+    const bootBefore = await guestBoot(serialSocket(runtime, 'web'));
     const r = await run(['apply', '-f', 'm.yaml', '--refresh-snapshot']);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
@@ -177,8 +182,9 @@ describe('a VM with snapshot: warm and an http readiness probe', () => {
     expect(newPid).not.toBe(pid);
     expect(isRunning(pid)).toBe(false);
     pid = newPid;
-    // Booted cold: its clock started again.
-    expect(await guestUptime(port)).toBeLessThan(uptimeBefore);
+    // Booted cold: a new boot of the guest, and the snapshot is of this boot now.
+    snapshotBoot = await guestBoot(serialSocket(runtime, 'web'));
+    expect(snapshotBoot).not.toBe(bootBefore);
     const rows = await snapshotRows();
     expect(rows.slice(1)).toHaveLength(1);
     expect(rows[1]).toMatch(/^warm\s.*\(the manifest boots from it\)$/);
@@ -243,13 +249,22 @@ describe('a tcp readiness probe', () => {
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     const done = lineStarting(r.stdout, 'tcpweb: started');
-    const match = /^tcpweb: started \(pid \d+\), ready in (\S+) in \S+$/.exec(done);
-    expect(match, done).not.toBeNull();
-    expect(parsePrintedDuration(match![1]!)).toBeGreaterThanOrEqual(1000);
-    expect(r.stdout).toContain(
-      `tcpweb: waiting for ready: tcp 127.0.0.1:${port}: the guest accepted a connection\n`,
-    );
-    // Ready means serving: the guest answers at once.
-    expect((await waitForHttp(url(port), 1000)).body).toContain(GUEST_HELLO);
+    expect(done).toMatch(/^tcpweb: started \(pid \d+\), ready in \S+ in \S+$/);
+    // Probing began while the guest was still booting: slirp accepted those connections on the host side,
+    // and they were not taken for ready. Then the guest accepted one.
+    const attempts = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`tcpweb: waiting for ready: tcp 127.0.0.1:${port}: `))
+      .map((l) => l.slice(l.lastIndexOf(': ') + 2));
+    expect(attempts.at(-1)).toBe('the guest accepted a connection');
+    expect(attempts.slice(0, -1).length, r.stdout).toBeGreaterThan(0);
+    for (const attempt of attempts.slice(0, -1))
+      expect(attempt).toMatch(
+        /has not accepted the connection yet|closed the connection|no connection within/,
+      );
+    // Ready means serving: the very first request after apply is answered, no retry.
+    const { status, body } = await httpGet(url(port), 30_000);
+    expect(status).toBe(200);
+    expect(body).toContain(GUEST_HELLO);
   });
 });

@@ -310,7 +310,7 @@ describe.concurrent('14. a QMP peer that sends a message of the wrong shape', ()
     }
   });
 
-  it('against real QEMU, an error reply without an id (a request QEMU cannot parse) fails at once with its message', {
+  it('against real QEMU, an error reply without an id (a request QEMU cannot parse) fails with its message, not at the 1h timeout', {
     timeout: 30_000,
   }, async () => {
     const dir = path.join(box.root, 'noid');
@@ -322,7 +322,7 @@ describe.concurrent('14. a QMP peer that sends a message of the wrong shape', ()
       '--socket',
       `${dir}/qmp.sock`,
       '--timeout',
-      '60s',
+      '1h',
       '{"execute":"query-status","arguments":{"x":"\\ud800"}}',
     ]);
     expect(r.exitCode).toBe(1);
@@ -332,7 +332,7 @@ describe.concurrent('14. a QMP peer that sends a message of the wrong shape', ()
 });
 
 describe.concurrent('15. an HMP line longer than QEMU reads', () => {
-  it('is refused before anything is sent: exit 1 at once, and QEMU ran nothing of it', {
+  it('is refused before anything is sent: exit 1 (not the 1h timeout), and QEMU ran nothing of it', {
     timeout: 30_000,
   }, async () => {
     const dir = path.join(box.root, 'long');
@@ -347,7 +347,7 @@ describe.concurrent('15. an HMP line longer than QEMU reads', () => {
     ]);
     await until('HMP socket', () => existsSync(`${dir}/hmp.sock`));
     const command = `hostfwd_add tcp:127.0.0.1:18093-:80${' '.repeat(5000)}x`;
-    const r = await qvm(['monitor', '--socket', `${dir}/hmp.sock`, '--timeout', '60s', command]);
+    const r = await qvm(['monitor', '--socket', `${dir}/hmp.sock`, '--timeout', '1h', command]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe(
       `the command is ${Buffer.byteLength(command)} bytes, and an HMP monitor reads at most 4095 bytes of a line (it would run the first 4095); send it through a QMP socket\n`,
