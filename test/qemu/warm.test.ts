@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qvm } from '../helpers/cli.js';
+import { until } from '../helpers/processes.js';
 import { removeDir, tempDir } from '../helpers/qemu.js';
 import {
   demoVm,
@@ -16,15 +17,18 @@ import {
   httpGet,
   isRunning,
   killQemusUnder,
+  killWatches,
   type PolledRun,
   parseUptime,
   privateDir,
   runWhilePolling,
   serialSocket,
+  startWatch,
   statusTable,
   toPort80,
   url,
   vmPid,
+  type WatchProcess,
   waitForHttp,
   writeVms,
 } from '../helpers/watch.js';
@@ -34,6 +38,7 @@ const root = tempDir('qvmhm-');
 const PLAN_ONE_START = 'Plan: 1 to start, 0 to change live, 0 to restart, 0 to stop.\n';
 
 afterAll(async () => {
+  await killWatches();
   await killQemusUnder(runtime);
   removeDir(runtime);
   removeDir(root);
@@ -266,5 +271,73 @@ describe('a tcp readiness probe', () => {
     const { status, body } = await httpGet(url(port), 30_000);
     expect(status).toBe(200);
     expect(body).toContain(GUEST_HELLO);
+  });
+});
+
+describe('warm resume after a crash', () => {
+  const dir = path.join(root, 'crash');
+  const file = path.join(dir, 'm.yaml');
+  const run = (args: string[]) => qvm(args, { cwd: dir, env: { QVM_RUNTIME_DIR: runtime } });
+  let port = 0;
+  /** The boot of the guest its warm snapshot holds. */
+  let snapshotBoot = '';
+  let w: WatchProcess | undefined;
+
+  afterAll(async () => {
+    await w?.stop('SIGKILL');
+  });
+
+  it('apply starts a VM whose QEMU was SIGKILLed from its warm snapshot, not with a cold boot', {
+    timeout: 120_000,
+  }, async () => {
+    mkdirSync(dir);
+    [port] = (await freePortsDistinct(1)) as [number];
+    writeVms(file, {
+      crash: demoVm('crash', { snapshot: 'warm', forwards: toPort80(port), ready: { http: { port } } }),
+    });
+    const first = await run(['apply', '-f', 'm.yaml']);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(lineStarting(first.stdout, 'crash: started')).toMatch(/saved snapshot warm in \S+$/);
+    snapshotBoot = await guestBoot(serialSocket(runtime, 'crash'));
+    const pid = vmPid(runtime, 'crash')!;
+    process.kill(pid, 'SIGKILL');
+    await until(`pid ${pid} gone`, () => !isRunning(pid));
+
+    const plan = await run(['plan', '-f', 'm.yaml']);
+    expect(plan.stdout).toBe(
+      `  + crash   start: its QEMU exited (process ${pid} has exited; its pidfile is stale) (from snapshot warm)\n\n${PLAN_ONE_START}`,
+    );
+    const r = await run(['apply', '-f', 'm.yaml']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain('\ncrash: starting QEMU from snapshot warm\n');
+    expect(lineStarting(r.stdout, 'crash: started')).toMatch(
+      /^crash: started \(pid \d+\), from snapshot warm, ready in \S+ in \S+$/,
+    );
+    expect(r.stdout).not.toContain('saving snapshot');
+    // The guest is the boot the snapshot holds: it resumed there.
+    expect(await guestBoot(serialSocket(runtime, 'crash'))).toBe(snapshotBoot);
+  });
+
+  it('watch does the same on its own: the exit triggers a start from the snapshot', {
+    timeout: 120_000,
+  }, async () => {
+    w = startWatch(['-f', 'm.yaml', '--json', '--interval', '60'], { cwd: dir, runtime });
+    expect(await w.waitForPassEnd(1, 30_000)).toMatchObject({ changes: 0, failed: 0 });
+    const pid = vmPid(runtime, 'crash')!;
+    const from = w.mark();
+    process.kill(pid, 'SIGKILL');
+    const plan = await w.waitForEvent((e) => e.event === 'plan' && e.vm === 'crash', 30_000, from, 'a plan');
+    expect(plan.change).toMatch(/^start: its QEMU exited .* \(from snapshot warm\)$/);
+    const applied = await w.waitForEvent(
+      (e) => (e.event === 'action-applied' || e.event === 'action-failed') && e.vm === 'crash',
+      60_000,
+      from,
+      'the start',
+    );
+    expect(applied.event).toBe('action-applied');
+    expect(applied.summary).toMatch(/^started \(pid \d+\), from snapshot warm, ready in \S+$/);
+    expect(await guestBoot(serialSocket(runtime, 'crash'))).toBe(snapshotBoot);
+    expect((await waitForHttp(url(port), 30_000)).body).toContain(GUEST_HELLO);
+    expect(await w.stop('SIGTERM')).toMatchObject({ code: 0 });
   });
 });
