@@ -463,10 +463,12 @@ function observe(spec: VmSpec, wanted: Situation, kvm: boolean): { vm: ObservedV
         runstate: 'io-error',
         ioError: { device: 'disk0', file: spec.disk!.path, status: 'nospace' },
       });
+      // Still full: no byte free and the image can still grow (nothing of it allocated yet). Room again: a
+      // terabyte free.
       return {
         vm: {
           ...running,
-          disk: { ...running.disk!, freeBytes: full ? 0 : 2 ** 40, allocatedBytes: MIB },
+          disk: { ...running.disk!, freeBytes: full ? 0 : 2 ** 40, allocatedBytes: full ? 0 : MIB },
         },
         as,
       };
