@@ -27,6 +27,7 @@ import type { Launch, VmChange } from '../../src/plan/types.js';
 import { NS, observation } from '../helpers/builders.js';
 import {
   orphans,
+  PROPERTY_TIMEOUT_MS,
   REFUSED,
   RUNS,
   type Situation,
@@ -131,7 +132,9 @@ afterAll(() => {
 });
 
 describe('plan and apply on manifests valid by construction', () => {
-  it(`plans, renders and applies ${RUNS} of them against generated worlds`, async () => {
+  it(`plans, renders and applies ${RUNS} of them against generated worlds`, {
+    timeout: PROPERTY_TIMEOUT_MS,
+  }, async () => {
     const options = fc.record({
       prune: fc.boolean(),
       restartPolicy: fc.boolean(),

@@ -14,7 +14,14 @@ import { stringify } from 'yaml';
 import { type Diagnostic, formatDiagnostic } from '../../src/errors.js';
 import { parseYaml } from '../../src/manifest/load.js';
 import { checkManifest } from '../../src/manifest/validate.js';
-import { lineOf, MUTATIONS, printedPath, RUNS, validManifest } from './manifest-arbitraries.js';
+import {
+  lineOf,
+  MUTATIONS,
+  PROPERTY_TIMEOUT_MS,
+  printedPath,
+  RUNS,
+  validManifest,
+} from './manifest-arbitraries.js';
 
 const FILE = 'fuzz.yaml';
 
@@ -37,7 +44,9 @@ afterAll(() => {
 });
 
 describe('valid by construction', () => {
-  it(`every one of ${RUNS} generated manifests validates, and they use every field`, () => {
+  it(`every one of ${RUNS} generated manifests validates, and they use every field`, {
+    timeout: PROPERTY_TIMEOUT_MS,
+  }, () => {
     const fields = new Map<string, number>();
     let vms = 0;
     let validated = 0;
@@ -84,7 +93,9 @@ describe('valid by construction', () => {
 });
 
 describe('targeted mutations', () => {
-  it(`each of ${MUTATIONS.length} mutations of a valid manifest is rejected at the field it broke (${RUNS} runs)`, () => {
+  it(`each of ${MUTATIONS.length} mutations of a valid manifest is rejected at the field it broke (${RUNS} runs)`, {
+    timeout: PROPERTY_TIMEOUT_MS,
+  }, () => {
     const tried = new Map<string, number>();
     fc.assert(
       fc.property(
@@ -167,7 +178,9 @@ function stageOf(text: string): Stage {
 }
 
 describe('hostile noise', () => {
-  it(`never crashes on ${RUNS} edits of a valid manifest's text, and locates every rejection`, () => {
+  it(`never crashes on ${RUNS} edits of a valid manifest's text, and locates every rejection`, {
+    timeout: PROPERTY_TIMEOUT_MS,
+  }, () => {
     const stages: Record<Stage, number> = { yaml: 0, shape: 0, schema: 0, semantic: 0, valid: 0 };
     // Edits of the text: most replace a value or a line (so the YAML mostly still parses and the checks that
     // know about VMs are reached), some insert raw YAML syntax anywhere.
@@ -233,7 +246,9 @@ describe('hostile noise', () => {
     expect(stages.yaml).toBeGreaterThan(0);
   });
 
-  it(`never crashes on ${RUNS} generated documents, and locates every rejection`, () => {
+  it(`never crashes on ${RUNS} generated documents, and locates every rejection`, {
+    timeout: PROPERTY_TIMEOUT_MS,
+  }, () => {
     const stages: Record<Stage, number> = { yaml: 0, shape: 0, schema: 0, semantic: 0, valid: 0 };
     const value = fc.oneof(
       hostileString,
@@ -288,7 +303,9 @@ describe('hostile noise', () => {
     expect(stages.valid).toBeGreaterThan(0);
   });
 
-  it(`keeps VM names inside the runtime folder: ${RUNS} hostile names, only [a-z][a-z0-9-]{0,39} accepted`, () => {
+  it(`keeps VM names inside the runtime folder: ${RUNS} hostile names, only [a-z][a-z0-9-]{0,39} accepted`, {
+    timeout: PROPERTY_TIMEOUT_MS,
+  }, () => {
     let accepted = 0;
     fc.assert(
       fc.property(fc.oneof(hostileString, fc.stringMatching(/^[a-z][a-z0-9-]{0,39}$/)), (name) => {

@@ -26,6 +26,8 @@ import { NS } from '../helpers/builders.js';
 
 /** How many cases each property runs: 1,000 in `npm test`, 10,000 in `npm run test:soak` (QVM_FUZZ_RUNS). */
 export const RUNS = Number.parseInt(process.env.QVM_FUZZ_RUNS ?? '1000', 10);
+/** A property's deadline, by how many runs it makes (10,000 take more than a minute on a loaded machine). */
+export const PROPERTY_TIMEOUT_MS = Math.max(60_000, RUNS * 40);
 
 /** What the planner's host can hold (observation builder: 64 GiB of RAM and swap). */
 const HOST_MEMORY_MIB = 64 * 1024;
