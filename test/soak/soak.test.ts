@@ -7,7 +7,8 @@
  * - edits the manifest: adds a forward to a VM, later removes it, and checks through the port each time;
  * - freezes a VM (SIGSTOP) until a watch pass reports it unresponsive, then thaws it (SIGCONT): it must keep
  *   its process, and no second QEMU may appear on its disk;
- * - kills `qvm watch` itself with SIGKILL in the middle of a pass, then starts it again.
+ * - kills `qvm watch` itself with SIGKILL in the middle of a pass (while it waits for a VM it brings back to be
+ *   ready), then starts it again.
  * Afterwards: every VM runs exactly once (counted in /proc by its -pidfile), watch never exited but when the
  * driver killed it, and once the VMs are stopped every disk passes `qemu-img check` and holds its last mark.
  * The counts go to test/soak/results/soak.json (committed) and docs/reliability.md.
@@ -80,6 +81,9 @@ describe('soak: qvm watch over 10 demo guests, while its VMs and watch itself ar
             n,
             demoVm(n, {
               memory: '128M',
+              // A start waits until the guest serves: a pass that brings a VM back lasts its boot, so a kill of
+              // watch during that pass lands mid-pass.
+              ready: { http: { port: portOf.get(n)! }, timeout: '10m' },
               forwards: [
                 { host: portOf.get(n)!, guest: 80 },
                 ...(extraOn === n ? [{ host: extraPort, guest: 80 }] : []),
@@ -99,7 +103,7 @@ describe('soak: qvm watch over 10 demo guests, while its VMs and watch itself ar
       edits: 0,
       freezes: 0,
       watchKills: 0,
-      /** Of those, kills that came before watch reported the end of its pass. */
+      /** Of those, kills that came while the pass was still starting the VM (before its action or end). */
       watchKillsMidPass: 0,
       watchStarts: 0,
       unexpectedWatchExits: 0,
@@ -202,6 +206,7 @@ describe('soak: qvm watch over 10 demo guests, while its VMs and watch itself ar
       await until(`${vm}'s QEMU ${pid} gone`, () => !isRunning(pid), 30_000);
       down.add(vm);
       counts.kills++;
+      return vm;
     };
     const edit = async () => {
       const before = extraOn;
@@ -248,12 +253,20 @@ describe('soak: qvm watch over 10 demo guests, while its VMs and watch itself ar
     const killWatch = async () => {
       // Mid-pass: kill a VM so that watch starts a pass to bring it back, and kill watch during that pass.
       const from = watch.mark();
-      await killOne();
-      const pass = await watch.waitForEvent((e) => e.event === 'pass-started', 120_000, from, 'a pass');
+      const vm = await killOne();
+      // The pass that plans the VM's start, which then waits for the guest to be ready.
+      const plan = await watch.waitForEvent(
+        (e) => e.event === 'plan' && e.vm === vm,
+        120_000,
+        from,
+        `the plan to start ${vm}`,
+      );
       killedByDriver = new Set([...killedByDriver, watch]);
       watch.child.kill('SIGKILL');
-      if (!watch.events.some((e) => e.event === 'pass-finished' && e.pass === pass.pass))
-        counts.watchKillsMidPass++;
+      const finished = watch.events.some(
+        (e) => (e.event === 'pass-finished' || e.event === 'action-applied') && e.pass === plan.pass,
+      );
+      if (!finished) counts.watchKillsMidPass++;
       await watch.exited;
       counts.watchKills++;
       startWatching();
@@ -286,7 +299,7 @@ describe('soak: qvm watch over 10 demo guests, while its VMs and watch itself ar
       counts.recoveries += w.events.filter(
         (e) =>
           e.event === 'action-applied' &&
-          /^started \(pid \d+\)$/.test(String(e.summary)) &&
+          /^started \(pid \d+\)/.test(String(e.summary)) &&
           (i > 0 || e.pass > 1),
       ).length;
     }
@@ -343,6 +356,7 @@ describe('soak: qvm watch over 10 demo guests, while its VMs and watch itself ar
     expect(problems).toEqual([]);
     expect(counts.kills).toBe(KILLS);
     expect(counts.unexpectedWatchExits).toBe(0);
+    expect(counts.watchKillsMidPass).toBe(counts.watchKills);
     expect(Object.values(qemusPerVm)).toEqual(names.map(() => 1));
     expect(finalExit).toMatchObject({ code: 0 });
     expect(destroy.exitCode, destroy.stderr).toBe(0);
