@@ -68,7 +68,6 @@ export interface Effects {
   forgetSavedState(vm: string): void;
   /** Records how the VM ran when a snapshot was saved, so a later change of configuration marks it stale. */
   recordSnapshot(vm: string, tag: string, launch: LaunchSpec): void;
-  /** Sets the guest's clock to the host's over SSH (after a resume); false when the guest would not. */
   /** Sets the guest's clock to the host's; false when the guest refused (no sudo, no answer). */
   syncClock(how: ClockSync): Promise<boolean>;
   /** Mounts or unmounts the guest's 9p shares through its agent (`mount -a -t 9p`, `umount -a -t 9p`). */

@@ -29,7 +29,7 @@ async function runningVm(context: Context, name: string, timeoutMs: number): Pro
 export async function execCommand(
   vm: string,
   command: string[],
-  flags: { file: string; timeout: number },
+  flags: { file: string; timeout: number; stdin?: boolean },
   output: Output,
 ): Promise<number> {
   if (command.length === 0)
@@ -40,8 +40,9 @@ export async function execCommand(
     throw new VmStateError(
       `${vm} has no guest agent: add \`agent: true\` to it in ${spec.source} (and apply)`,
     );
-  // Piped input is handed over whole; a terminal is not read (the agent takes no interactive input).
-  const stdin = process.stdin.isTTY ? undefined : await readAll(process.stdin);
+  // Only with -i: reading stdin unasked would wait forever on a pipe nobody closes. Handed over whole (the
+  // agent takes input in one go, never interactively).
+  const stdin = flags.stdin ? await readAll(process.stdin) : undefined;
   try {
     return await withAgent(
       vmPaths(context.namespace, vm).agent,

@@ -67,7 +67,7 @@ export const HELP_EXAMPLES: Record<string, string[]> = {
   exec: [
     'qvm exec dev -- systemctl is-system-running',
     "qvm exec dev -- sh -c 'journalctl -b | tail'",
-    'tar c src | qvm exec dev -- tar x -C /tmp   # piped stdin reaches the command',
+    'tar c src | qvm exec -i dev -- tar x -C /tmp   # -i passes stdin to the command',
   ],
   screenshot: ['qvm screenshot web', 'qvm screenshot web --output boot.png'],
   vnc: ['qvm vnc web', 'qvm vnc web --tunnel 5901                # then a VNC viewer on 127.0.0.1:5901'],

@@ -1,8 +1,8 @@
 /**
  * `qvm logs VM [-f]`: the serial console (serial.log, after its rotated part) and QEMU's own messages
- * (qemu.log), one after the other with tail-style headers; -f keeps printing what is appended until
- * interrupted. Files are streamed in chunks, whatever their size, and a log truncated by its cap is
- * followed from its new start.
+ * (qemu.previous.log, the run before, then qemu.log), one after the other with tail-style headers; -f keeps
+ * printing what is appended until interrupted. Files are streamed in chunks, whatever their size, and a log
+ * truncated by its cap is followed from its new start.
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
@@ -31,7 +31,8 @@ export async function logsCommand(
   const both = flags.serial === flags.qemu;
   const files = [
     ...(both || flags.serial ? [paths.serialLogRotated, paths.serialLog] : []),
-    ...(both || flags.qemu ? [paths.qemuLog] : []),
+    // QEMU truncates its log when it starts; the previous run's (why it crashed, say) was kept beside it.
+    ...(both || flags.qemu ? [paths.previousQemuLog, paths.qemuLog] : []),
   ];
   const offsets = new Map<string, number>();
   // One decoder per file: a character split between two reads is written whole.

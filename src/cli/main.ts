@@ -332,13 +332,15 @@ The command's exit status is qvm's, and stdin, stdout and stderr pass through.`,
       '[command...]',
       'the command and its arguments, run as given (no shell: use sh -c for pipelines)',
     )
+    .option('-i, --stdin', "pass qvm's stdin to the command (read to its end first)")
     .addOption(fileOption())
     .addOption(observeTimeoutOption())
     .addHelpText(
       'after',
       `
-The output is streamed as the command writes it; the command's exit status is qvm's. Piped stdin is handed
-to the command (whole, at the start).`,
+The output is streamed as the command writes it; the command's exit status is qvm's. Like kubectl exec and
+docker exec, stdin is passed only with -i: without it qvm never reads stdin, so an open pipe (a CI runner's,
+ssh's) cannot hold it up. With -i it is read to its end and handed over whole at the start.`,
     )
     .action(async (vm: string, command: string[], opts) => {
       const { execCommand } = await import('./guest.js');

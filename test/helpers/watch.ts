@@ -240,7 +240,20 @@ process.on('exit', () => {
  * Types LINE on the guest's serial console (a unix socket): presses Enter until the shell's prompt shows,
  * then sends the line and waits for its echo.
  */
-export async function typeOnSerial(socketPath: string, line: string, timeoutMs = 15_000): Promise<string> {
+export function typeOnSerial(socketPath: string, line: string, timeoutMs = 15_000): Promise<string> {
+  return typeOnSerialUntil(socketPath, line, (after) => after.includes(line), timeoutMs);
+}
+
+/**
+ * Types LINE on the guest's serial console once its prompt shows, then waits until what came after the line
+ * was sent satisfies DONE; returns that.
+ */
+async function typeOnSerialUntil(
+  socketPath: string,
+  line: string,
+  done: (after: string) => boolean,
+  timeoutMs: number,
+): Promise<string> {
   const socket = net.connect(socketPath);
   let seen = '';
   socket.setEncoding('utf8');
@@ -272,12 +285,45 @@ export async function typeOnSerial(socketPath: string, line: string, timeoutMs =
     );
     const before = seen.length;
     socket.write(`${line}\n`);
-    await until(`echo of ${JSON.stringify(line)}`, () => seen.slice(before).includes(line));
-    return seen;
+    await until(`the answer to ${JSON.stringify(line)}`, () => done(seen.slice(before)));
+    return seen.slice(before);
   } finally {
     socket.end();
     socket.destroy();
   }
+}
+
+/**
+ * Runs COMMAND in the guest's serial shell and returns what it printed (CR stripped). The output is framed by
+ * markers the shell computes (`$((1+1))`), so the echo of the typed line is never taken for output.
+ */
+export async function runOnSerial(socketPath: string, command: string, timeoutMs = 30_000): Promise<string> {
+  const seen = await typeOnSerialUntil(
+    socketPath,
+    `echo QVM-B$((1+1)); ${command}; echo QVM-E$((2+2))`,
+    (text) => /QVM-B2\r?\n[\s\S]*QVM-E4/.test(text),
+    timeoutMs,
+  );
+  const output = /QVM-B2\r?\n([\s\S]*?)QVM-E4/.exec(seen)![1]!;
+  return output.replace(/\r/g, '');
+}
+
+/**
+ * What tells one boot of the guest from another: where the kernel (KASLR) and the modules /init loads were
+ * put, drawn at random while the guest boots and then fixed for its life. The same after a start means the
+ * guest resumed (a snapshot or a saved state restored its memory); different means it booted. (Neither the
+ * kernel's boot_id, drawn when first read, nor PID 1's memory map, redrawn when /init execs busybox init
+ * after the guest is ready, stays fixed from the moment a warm snapshot is taken.)
+ */
+export async function guestBoot(serialSocketPath: string): Promise<string> {
+  const text = await runOnSerial(
+    serialSocketPath,
+    'grep " _stext$" /proc/kallsyms; cut -d" " -f1,6 /proc/modules',
+  );
+  const lines = text.trim().split('\n');
+  if (lines.length < 2 || !/ _stext$/.test(lines[0]!))
+    throw new Error(`not a boot fingerprint: ${JSON.stringify(text)}`);
+  return lines.join('; ');
 }
 
 /** Host ports of the tcp forwards in `info usernet` output. */
@@ -288,18 +334,6 @@ export function usernetHostPorts(text: string): number[] {
     if (row) ports.push(Number(row[1]));
   }
   return ports.sort((a, b) => a - b);
-}
-
-/** Milliseconds in a duration as qvm prints it: `850ms`, `2.4s`, `1m30s`. */
-export function parsePrintedDuration(text: string): number {
-  let total = 0;
-  let matched = '';
-  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
-    matched += m[0];
-    total += Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  }
-  if (matched !== text) throw new Error(`not a duration: ${JSON.stringify(text)}`);
-  return total;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ describe('qvm monitor exit codes', () => {
     );
   });
 
-  it('exits 2 within the timeout when QEMU is frozen', async () => {
+  it('exits 2 naming the --timeout it waited when QEMU is frozen', async () => {
     process.kill(vm.pid, 'SIGSTOP');
     const r = await qvm(['monitor', '--socket', vm.hmp, '--timeout', '1s', 'info', 'status']);
     process.kill(vm.pid, 'SIGCONT');

@@ -154,7 +154,7 @@ describe('a Debian VM with an agent, shares, a data disk and a screen', () => {
   }, async () => {
     const r = await run(['exec', 'dev', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3']);
     expect(r).toMatchObject({ exitCode: 3, stdout: 'out\n', stderr: 'err\n' });
-    expect((await run(['exec', 'dev', '--', 'wc', '-c'], 'twelve bytes')).stdout.trim()).toBe('12');
+    expect((await run(['exec', '-i', 'dev', '--', 'wc', '-c'], 'twelve bytes')).stdout.trim()).toBe('12');
     expect((await run(['exec', 'dev', '--', 'no-such-program'])).exitCode).toBe(127);
     // Streamed: the first line arrives while the command is still running.
     const child = spawn(

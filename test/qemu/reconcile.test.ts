@@ -37,6 +37,7 @@ import {
   writeManifest,
 } from '../helpers/env.js';
 import { removeDir, tempDir } from '../helpers/qemu.js';
+import { guestBoot } from '../helpers/watch.js';
 
 const runtime = runtimeDir();
 const root = tempDir('qvmr-');
@@ -232,8 +233,11 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     expect((await waitForHttp(url(web), 30_000)).body).toContain(GUEST_HELLO);
   });
 
-  it.sequential('state: saved hibernates it; state: running resumes the guest where it was', async () => {
+  it.sequential('state: saved hibernates it; state: running resumes the guest where it was', {
+    timeout: 120_000,
+  }, async () => {
     const before = await guestUptime(web);
+    const boot = await guestBoot(path.join(vmDirOf(pid), 'serial.sock'));
     write({ memory: '320M', state: 'saved' });
     const plan = await run(['plan', '-f', 'm.yaml']);
     expect(plan.stdout).toBe(
@@ -258,20 +262,17 @@ describe.concurrent('one VM, from a clean state through live changes, a restart,
     expect((await run(['plan', '-f', 'm.yaml'])).stdout).toBe(
       `  + web   start: resume the saved state\n\n${planSummary(1, 0, 0, 0)}`,
     );
-    const started = Date.now();
     const resumed = await run(['apply', '-f', 'm.yaml']);
     expect(resumed.exitCode).toBe(0);
     expect(normalize(resumed.stdout)).toContain(
       '\nweb: starting QEMU from the saved state\nweb: dropping the used saved state\n' +
         'web: started (pid N), resumed from the saved state in T\n',
     );
-    expect((await waitForHttp(url(web), 8000)).body).toContain(GUEST_HELLO);
-    const after = await guestUptime(web);
-    const sinceApply = (Date.now() - started) / 1000;
-    expect(after).toBeGreaterThanOrEqual(before);
-    // A guest that booted again could not have been up longer than its QEMU has existed.
-    expect(after).toBeGreaterThan(sinceApply);
+    expect((await waitForHttp(url(web), 30_000)).body).toContain(GUEST_HELLO);
     pid = (await currentPid())!;
+    // The same boot of the guest (a new boot loads its kernel and PID 1 elsewhere), and its clock carried on.
+    expect(await guestBoot(path.join(vmDirOf(pid), 'serial.sock'))).toBe(boot);
+    expect(await guestUptime(web)).toBeGreaterThanOrEqual(before);
     const snapshots = await run(['monitor', '-f', 'm.yaml', 'web', 'info', 'snapshots']);
     expect(snapshots.stdout).not.toContain('qvm-saved-state');
     expect(await run(['plan', '-f', 'm.yaml', '--detailed-exitcode'])).toEqual({

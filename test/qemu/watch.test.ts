@@ -3,6 +3,9 @@
  * the manifest on disk and by killing or powering off the VM, and checked from the host (HTTP, /proc, qvm
  * status) and through watch's own NDJSON events. One VM goes through one story; a folder of manifests and a
  * VM that keeps dying get their own.
+ *
+ * Behaviour only: which events came, in which order, what triggered each pass, what runs. How fast watch
+ * reacts is bench/watch.ts's to measure; the deadlines here only keep a broken watch from hanging the run.
  */
 import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -86,13 +89,29 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
     const list = JSON.parse(r.stdout) as { items: { name: string; pid: number | null }[] };
     return list.items.find((row) => row.name === 'web')?.pid;
   };
-  /** Saves, then polls PORT until the guest answers through it; returns the milliseconds in between. */
-  const saveAndTimeUntilAnswered = async (write: () => void, port: number) => {
+  /**
+   * Saves, then waits until the save was seen (a pass triggered by "manifest changed"), the forward was added
+   * live (no restart), and the guest answers through PORT. Returns the action-applied event.
+   */
+  const saveAndSeeApplied = async (write: () => void, port: number) => {
+    const from = w.mark();
     write();
-    const written = Date.now();
-    const { body, at } = await waitForHttp(url(port), 10_000, 10);
-    expect(body).toContain(GUEST_HELLO);
-    return at - written;
+    // The save is seen as a file event (a resync may read the new file first, and apply it, on a slow day).
+    await w.waitForEvent(
+      (e) => isPassStart(e) && e.triggers.includes('manifest changed'),
+      30_000,
+      from,
+      'a pass for the save',
+    );
+    const applied = await w.waitForEvent(
+      (e) => (e.event === 'action-applied' || e.event === 'action-failed') && e.vm === 'web',
+      30_000,
+      from,
+      'the forward applied',
+    );
+    expect(applied).toMatchObject({ event: 'action-applied', summary: 'updated live: 1 forward added' });
+    expect((await waitForHttp(url(port), 30_000)).body).toContain(GUEST_HELLO);
+    return applied;
   };
 
   beforeAll(async () => {
@@ -106,9 +125,9 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
 
   it('the first pass starts the VM, which then serves HTTP', { timeout: 90_000 }, async () => {
     w = startWatch(['-f', 'm.yaml', ...WATCH_ARGS], { cwd: dir, runtime });
-    const started = await w.waitForEvent((e) => e.event === 'watch-started', 10_000);
+    const started = await w.waitForEvent((e) => e.event === 'watch-started', 30_000);
     expect(started).toMatchObject({ manifest: 'm.yaml', intervalMs: 3000, liveOnly: false, prune: false });
-    const first = await w.waitForEvent(isPassStart, 10_000);
+    const first = await w.waitForEvent(isPassStart, 30_000);
     expect(first).toMatchObject({ pass: 1, triggers: ['watch started'] });
     const plan = await w.waitForEvent((e) => e.event === 'plan', 30_000);
     expect(plan).toMatchObject({ pass: 1, vm: 'web', change: 'start (creates disks/web.qcow2, 64M)' });
@@ -117,77 +136,68 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
     expect(applied.summary).toMatch(/^started \(pid \d+\)$/);
     pid = Number(/pid (\d+)/.exec(applied.summary)![1]);
     expect(vmPid(runtime, 'web')).toBe(pid);
-    expect(await w.waitForPassEnd(1, 10_000)).toMatchObject({ changes: 1, failed: 0 });
+    expect(await w.waitForPassEnd(1, 30_000)).toMatchObject({ changes: 1, failed: 0 });
     expect((await waitForHttp(url(main), 30_000)).body).toContain(GUEST_HELLO);
     expect(w.garbage).toEqual([]);
   });
 
-  it('a forward added to the file answers within a second of the save; the process stays', async ({
-    annotate,
-  }) => {
+  it('a forward added to the file is applied live by the pass the save triggered; the process stays', {
+    timeout: 90_000,
+  }, async () => {
     const from = w.mark();
-    const ms = await saveAndTimeUntilAnswered(() => save({ forwards: toPort80(main, p2) }), p2);
-    await annotate(`the new forward answered ${ms} ms after the save`);
-    expect(ms).toBeLessThan(1500);
-    const applied = await w.waitForEvent((e) => e.event === 'action-applied', 5000, from);
-    expect(applied).toMatchObject({ vm: 'web', summary: 'updated live: 1 forward added' });
+    await saveAndSeeApplied(() => save({ forwards: toPort80(main, p2) }), p2);
     expect(changesFor(w.since(from), 'web')).toMatchObject([
       { event: 'plan', change: 'forwards, live' },
       { event: 'action-applied' },
     ]);
-    expect(passStartOf(w, applied.pass)?.triggers).toContain('manifest changed');
     expect(await statusPid()).toBe(pid);
     expect(vmPid(runtime, 'web')).toBe(pid);
   });
 
-  it('a broken save is reported with located diagnostics and changes nothing; the next save applies', async () => {
+  it('a broken save is reported with located diagnostics and changes nothing; the next save applies', {
+    timeout: 90_000,
+  }, async () => {
     const from = w.mark();
     writeFileSync(file, `${manifestText({ web: spec })}    cpus: [2\n`);
-    const error = await w.waitForEvent((e) => e.event === 'error', 5000, from, 'error event');
+    const error = await w.waitForEvent((e) => e.event === 'error', 30_000, from, 'error event');
     expect(error.message).toBe(
       'm.yaml is not a valid manifest; nothing was changed, waiting for the next save',
     );
     expect(error.diagnostics.length).toBeGreaterThan(0);
     for (const d of error.diagnostics) expect(d).toMatch(/^m\.yaml:\d+:\d+: YAML: \S/);
     // A resync while the file is still broken changes nothing either.
-    await w.waitForPassEnd(error.pass + 1, 10_000);
+    await w.waitForPassEnd(error.pass + 1, 30_000);
     expect(changesFor(w.since(from), 'web')).toEqual([]);
-    expect((await waitForHttp(url(main), 2000)).body).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(main), 30_000)).body).toContain(GUEST_HELLO);
     expect(vmPid(runtime, 'web')).toBe(pid);
 
-    const ms = await saveAndTimeUntilAnswered(() => save({ forwards: toPort80(main, p2, p3) }), p3);
-    expect(ms).toBeLessThan(1500);
+    await saveAndSeeApplied(() => save({ forwards: toPort80(main, p2, p3) }), p3);
     expect(vmPid(runtime, 'web')).toBe(pid);
   });
 
-  it('a save by rename (temporary file renamed over the manifest) is seen and applied', async () => {
-    const from = w.mark();
+  it('a save by rename (temporary file renamed over the manifest) is seen and applied', {
+    timeout: 90_000,
+  }, async () => {
     spec = { ...spec, forwards: toPort80(main, p2, p3, p4) };
-    const ms = await saveAndTimeUntilAnswered(() => writeVmsByRename(file, { web: spec }), p4);
-    expect(ms).toBeLessThan(1500);
-    const applied = await w.waitForEvent((e) => e.event === 'action-applied', 5000, from);
-    expect(applied.summary).toBe('updated live: 1 forward added');
-    expect(passStartOf(w, applied.pass)?.triggers).toContain('manifest changed');
+    await saveAndSeeApplied(() => writeVmsByRename(file, { web: spec }), p4);
     expect(vmPid(runtime, 'web')).toBe(pid);
   });
 
-  it('kill -9 of QEMU: vm-exited comes at once from the event stream, and a pass starts it again', {
-    timeout: 60_000,
+  it('kill -9 of QEMU: vm-exited comes from the event stream, and the pass it triggers starts it again', {
+    timeout: 90_000,
   }, async () => {
     const from = w.mark();
-    const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
-    const exited = await w.waitForEvent((e) => e.event === 'vm-exited', 5000, from, 'vm-exited');
+    const exited = await w.waitForEvent((e) => e.event === 'vm-exited', 30_000, from, 'vm-exited');
     expect(exited).toMatchObject({ vm: 'web', detail: 'its QEMU process ended' });
-    expect(exited.receivedAt - killedAt).toBeLessThan(1000);
 
-    const plan = await w.waitForEvent((e) => e.event === 'plan', 10_000, from, 'a plan to start it');
+    const plan = await w.waitForEvent((e) => e.event === 'plan', 30_000, from, 'a plan to start it');
     expect(plan.vm).toBe('web');
     expect(plan.change).toMatch(/^start: its QEMU exited \(process \d+ has exited; its pidfile is stale\)$/);
+    // Started by the event, not by a resync: its pass was triggered by the exit, after watch reported it.
     const pass = passStartOf(w, plan.pass)!;
     expect(pass.triggers).toContain('web exited');
-    // Started by the event, not by the resync (every 3 s).
-    expect(pass.receivedAt - killedAt).toBeLessThan(1500);
+    expect(w.events.indexOf(pass)).toBeGreaterThan(w.events.indexOf(exited));
     const applied = await w.waitForEvent((e) => e.event === 'action-applied', 30_000, from);
     expect(applied.summary).toMatch(/^started \(pid \d+\)$/);
     const newPid = Number(/pid (\d+)/.exec(applied.summary)![1]);
@@ -216,7 +226,7 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
     expect(shutdown.detail).toMatch(/^by the guest, /);
     const note = await w.waitForEvent(
       (e) => e.event === 'note' && e.vm === 'web',
-      10_000,
+      30_000,
       from,
       'a note that the guest powered off',
     );
@@ -229,14 +239,14 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
       { NAME: 'web', STATE: 'stopped (guest powered off)', PID: String(pid) },
     ]);
     // Two more passes (resyncs) find it powered off and leave it so.
-    await w.waitForPassEnd(note.pass + 2, 15_000);
+    await w.waitForPassEnd(note.pass + 2, 30_000);
     expect(changesFor(w.since(from), 'web')).toEqual([]);
     expect(w.since(from).filter((e) => e.event === 'vm-exited')).toEqual([]);
     expect(isRunning(pid)).toBe(true);
 
     const again = w.mark();
     save({ restart: 'always' });
-    const plan = await w.waitForEvent((e) => e.event === 'plan', 10_000, again, 'a plan to start it');
+    const plan = await w.waitForEvent((e) => e.event === 'plan', 30_000, again, 'a plan to start it');
     expect(plan).toMatchObject({ vm: 'web', change: 'start: the guest powered off' });
     const applied = await w.waitForEvent(
       (e) => e.event === 'action-applied' || e.event === 'action-failed',
@@ -256,46 +266,44 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
   it('a deleted manifest is an error that stops nothing; writing it back changes nothing', async () => {
     const from = w.mark();
     unlinkSync(file);
-    const error = await w.waitForEvent((e) => e.event === 'error', 5000, from, 'error event');
+    const error = await w.waitForEvent((e) => e.event === 'error', 30_000, from, 'error event');
     expect(error.message).toBe(
       'm.yaml is not a valid manifest; nothing was changed, waiting for the next save',
     );
     expect(error.diagnostics).toEqual(['m.yaml: cannot read the manifest: no such file']);
-    await w.waitForPassEnd(error.pass + 1, 10_000); // a resync without the file
+    await w.waitForPassEnd(error.pass + 1, 30_000); // a resync without the file
     expect(changesFor(w.since(from), 'web')).toEqual([]);
     expect(vmPid(runtime, 'web')).toBe(pid);
-    expect((await waitForHttp(url(main), 2000)).body).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(main), 30_000)).body).toContain(GUEST_HELLO);
 
     const back = w.mark();
     save({});
     const pass = await w.waitForEvent(
       (e) => isPassStart(e) && e.triggers.includes('manifest changed'),
-      5000,
+      30_000,
       back,
       'a pass for the file written back',
     );
-    expect(await w.waitForPassEnd(pass.pass, 10_000)).toMatchObject({ changes: 0, failed: 0 });
+    expect(await w.waitForPassEnd(pass.pass, 30_000)).toMatchObject({ changes: 0, failed: 0 });
     expect(w.since(back).filter((e) => e.event === 'error')).toEqual([]);
     expect(vmPid(runtime, 'web')).toBe(pid);
   });
 
-  it('twenty saves within a second are coalesced into a few passes and end in the last save', {
-    timeout: 60_000,
+  it('a burst of twenty saves is coalesced into fewer passes than saves and ends in the last save', {
+    timeout: 90_000,
   }, async ({ annotate }) => {
     const from = w.mark();
-    const began = Date.now();
     for (const [i, port] of burst.entries()) {
       save({ forwards: toPort80(main, port) });
       if (i < burst.length - 1) await sleep(40); // pacing of the saves, not a wait for qvm
     }
-    expect(Date.now() - began).toBeLessThan(1000);
     const last = burst.at(-1)!;
-    expect((await waitForHttp(url(last), 10_000)).body).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(last), 30_000)).body).toContain(GUEST_HELLO);
     // Settled: a pass that started after the last save found nothing left to do.
     const lastSaveIndex = w.mark();
     const quiet = await w.waitForEvent(
       (e) => e.event === 'pass-finished' && e.changes === 0 && e.failed === 0,
-      15_000,
+      30_000,
       lastSaveIndex,
       'a pass with nothing to do',
     );
@@ -303,45 +311,46 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
       .since(from)
       .filter((e) => isPassStart(e) && e.triggers.includes('manifest changed') && e.pass <= quiet.pass);
     await annotate(`${caused.length} passes for ${burst.length} saves`);
+    // Saves that come while a pass runs gather into one more pass: never a pass per save.
     expect(caused.length).toBeGreaterThanOrEqual(1);
-    expect(caused.length).toBeLessThanOrEqual(6);
+    expect(caused.length).toBeLessThan(burst.length);
     const usernet = await run(dir, ['monitor', '-f', 'm.yaml', 'web', 'info', 'usernet']);
     expect(usernet.exitCode).toBe(0);
     expect(usernetHostPorts(usernet.stdout)).toEqual([main, last].sort((a, b) => a - b));
     expect(vmPid(runtime, 'web')).toBe(pid);
   });
 
-  it('SIGTERM ends watch within a second with exit code 0 and watch-stopped; the VM keeps running', async () => {
+  it('SIGTERM ends watch with exit code 0 and watch-stopped as its last event; the VM keeps running', {
+    timeout: 60_000,
+  }, async () => {
     const from = w.mark();
-    const sent = Date.now();
     const exit = await w.stop('SIGTERM');
-    expect(exit.at - sent).toBeLessThan(1000);
     expect(exit).toMatchObject({ code: 0, signal: null });
     expect(w.since(from).filter((e) => e.event === 'watch-stopped')).toMatchObject([{ signal: 'SIGTERM' }]);
     expect(w.events.at(-1)?.event).toBe('watch-stopped');
     expect(w.stderr).toBe('');
     expect(isRunning(pid)).toBe(true);
-    expect((await waitForHttp(url(main), 2000)).body).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(main), 30_000)).body).toContain(GUEST_HELLO);
   });
 
   it('--live-only holds a restart back as pending, and still applies forward changes live', {
     timeout: 60_000,
   }, async () => {
     w = startWatch(['-f', 'm.yaml', '--live-only', ...WATCH_ARGS], { cwd: dir, runtime });
-    expect(await w.waitForEvent((e) => e.event === 'watch-started', 10_000)).toMatchObject({
+    expect(await w.waitForEvent((e) => e.event === 'watch-started', 30_000)).toMatchObject({
       liveOnly: true,
     });
-    expect(await w.waitForPassEnd(1, 15_000)).toMatchObject({ changes: 0, failed: 0 });
+    expect(await w.waitForPassEnd(1, 30_000)).toMatchObject({ changes: 0, failed: 0 });
 
     const from = w.mark();
     save({ memory: '320M' });
-    const pending = await w.waitForEvent((e) => e.event === 'pending', 5000, from, 'pending event');
+    const pending = await w.waitForEvent((e) => e.event === 'pending', 30_000, from, 'pending event');
     expect(pending).toMatchObject({
       vm: 'web',
       reason: '--live-only; `qvm apply` or watch without --live-only applies it',
     });
     expect(pending.change).toMatch(/^restart: memory 256M -> 320M/);
-    expect(await w.waitForPassEnd(pending.pass + 1, 10_000)).toMatchObject({ changes: 0 });
+    expect(await w.waitForPassEnd(pending.pass + 1, 30_000)).toMatchObject({ changes: 0 });
     expect(changesFor(w.since(from), 'web')).toEqual([]);
     expect(vmPid(runtime, 'web')).toBe(pid);
 
@@ -352,17 +361,17 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
     // the new forward, which plans it live next to the pending restart.
     const live = await w.waitForEvent(
       (e) => e.event === 'plan' && e.vm === 'web' && /forwards, live/.test(String(e.change)),
-      8000,
+      30_000,
       fwd,
       'the live forward change',
     );
-    await w.waitForPassEnd(Number(live.pass), 10_000);
+    await w.waitForPassEnd(Number(live.pass), 30_000);
     const usernet = await run(dir, ['monitor', '-f', 'm.yaml', 'web', 'info', 'usernet']);
     expect(
       usernetHostPorts(usernet.stdout),
       `forwards after the save; watch said: ${JSON.stringify(w.since(fwd).map(({ time: _t, receivedAt: _r, ...e }) => e))}`,
     ).toEqual([main, p5].sort((a, b) => a - b));
-    expect((await waitForHttp(url(p5), 3000)).body).toContain(GUEST_HELLO);
+    expect((await waitForHttp(url(p5), 30_000)).body).toContain(GUEST_HELLO);
     expect(vmPid(runtime, 'web')).toBe(pid);
   });
 
@@ -397,7 +406,7 @@ describe('a folder of manifests under watch', () => {
 
     const from = w.mark();
     writeVms(path.join(fleet, 'b.yml'), { beta: bareVm(), alpha: bareVm({ memory: '48M' }) });
-    const error = await w.waitForEvent((e) => e.event === 'error', 5000, from, 'error event');
+    const error = await w.waitForEvent((e) => e.event === 'error', 30_000, from, 'error event');
     expect(error.message).toBe(
       'fleet is not a valid manifest; nothing was changed, waiting for the next save',
     );
@@ -405,7 +414,7 @@ describe('a folder of manifests under watch', () => {
     expect(error.diagnostics[0]).toMatch(
       /^fleet\/b\.yml:\d+:\d+: vms\.alpha: is also declared in fleet\/a\.yaml:\d+; a VM name must be unique across the folder$/,
     );
-    await w.waitForPassEnd(error.pass + 1, 10_000);
+    await w.waitForPassEnd(error.pass + 1, 30_000);
     expect(w.since(from).filter((e) => ['plan', 'action-applied', 'pending'].includes(e.event))).toEqual([]);
     expect([vmPid(runtime, 'alpha'), vmPid(runtime, 'beta')]).toEqual([alpha, beta]);
 
@@ -423,7 +432,9 @@ describe('a VM that keeps dying', () => {
     await w?.stop('SIGKILL');
   });
 
-  it('is restarted at once the first time, then backed off', { timeout: 60_000 }, async () => {
+  it('is restarted at once the first time, then backed off, and started again only once the back-off is over', {
+    timeout: 120_000,
+  }, async () => {
     mkdirSync(dir);
     writeVms(path.join(dir, 'm.yaml'), { flaky: bareVm() });
     w = startWatch(['-f', 'm.yaml', ...WATCH_ARGS], { cwd: dir, runtime });
@@ -434,10 +445,10 @@ describe('a VM that keeps dying', () => {
     for (let death = 1; death <= 3 && !backoff; death++) {
       const from = w.mark();
       process.kill(pid, 'SIGKILL');
-      await w.waitForEvent((e) => e.event === 'vm-exited' && e.vm === 'flaky', 5000, from, 'vm-exited');
+      await w.waitForEvent((e) => e.event === 'vm-exited' && e.vm === 'flaky', 30_000, from, 'vm-exited');
       const next = await w.waitForEvent(
         (e) => (e.event === 'backoff' || e.event === 'action-applied') && e.vm === 'flaky',
-        10_000,
+        30_000,
         from,
         `a restart or a back-off after death ${death}`,
       );
@@ -448,7 +459,7 @@ describe('a VM that keeps dying', () => {
       }
       pid = Number(/started \(pid (\d+)\)/.exec(next.summary)![1]);
       // Back: once its pass is over, watch holds the new QEMU's event stream, so the next death is news.
-      await w.waitForPassEnd(next.pass, 10_000);
+      await w.waitForPassEnd(next.pass, 30_000);
     }
     expect(backoff, 'a backoff event by the third death').toBeDefined();
     expect(backoff!.restarts).toBeGreaterThanOrEqual(1);
@@ -457,13 +468,23 @@ describe('a VM that keeps dying', () => {
     // When the back-off is over (its own timer, or a resync that comes first), it is started again.
     const applied = await w.waitForEvent(
       (e) => e.event === 'action-applied' && e.vm === 'flaky',
-      backoff!.delayMs + 5000,
+      60_000,
       w.events.indexOf(backoff!),
       'a start after the back-off',
     );
     expect(applied.summary).toMatch(/^started \(pid \d+\)$/);
+    expect(applied.pass).toBeGreaterThan(backoff!.pass);
+    // Until then, every pass held the start back again: each pass between said so with its own backoff event.
+    for (let pass = backoff!.pass + 1; pass < applied.pass; pass++)
+      expect(
+        w.events.filter((e) => e.event === 'backoff' && e.vm === 'flaky' && e.pass === pass),
+        `pass ${pass} between the back-off and the restart`,
+      ).toHaveLength(1);
+    // The pass that started it came from the back-off's own timer or a resync, not from another death.
     const restartPass = passStartOf(w, applied.pass)!;
-    expect(restartPass.receivedAt).toBeGreaterThanOrEqual(backoff!.receivedAt + backoff!.delayMs - 250);
+    expect(restartPass.triggers.some((t: string) => t === 'flaky: back-off over' || t === 'resync')).toBe(
+      true,
+    );
     expect(vmPid(runtime, 'flaky')).toBe(Number(/pid (\d+)/.exec(applied.summary)![1]));
   });
 });

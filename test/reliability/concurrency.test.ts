@@ -1,7 +1,8 @@
 /**
  * Concurrent qvm runs on one manifest: the namespace lock serialises them, so they never start a VM twice;
- * a qvm that finds the lock taken waits (saying for whom) or, with --no-wait, fails at once naming the
- * holder; a lock whose holder was killed never blocks anyone.
+ * a qvm that finds the lock taken waits (saying for whom) or, with --no-wait, fails without waiting, naming
+ * the holder; a lock whose holder was killed never blocks anyone. Behaviour only: what was printed, the exit
+ * status, whether the holder was still there, how many QEMUs run. How fast the lock is taken is not asserted.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,8 +21,6 @@ import {
 const CONCURRENT_APPLIES = 5;
 /** How many times the whole concurrent round is repeated, each from no VM running. */
 const CONCURRENCY_ROUNDS = 3;
-/** "At once": a qvm that does not wait must be done within this (node startup included). */
-const AT_ONCE_MS = 5000;
 
 const box = sandbox('qrc');
 
@@ -56,15 +55,18 @@ describe('concurrent applies', () => {
 });
 
 describe('a lock held by another qvm', () => {
-  it('`qvm apply --no-wait` exits 1 at once naming the holder', { timeout: 30_000 }, async () => {
+  it('`qvm apply --no-wait` exits 1 without waiting for the holder, naming it', {
+    timeout: 60_000,
+  }, async () => {
     const file = writeManifest(path.join(box.root, 'nowait', 'm.yaml'), { solo: bareVm() });
     const holder = await holdLock(file, box.runtime);
-    const started = Date.now();
     const r = await box.run(['apply', '--no-wait', '-f', file]);
-    const elapsed = Date.now() - started;
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain(`qvm apply (pid ${holder.pid}`);
-    expect(elapsed).toBeLessThan(AT_ONCE_MS);
+    expect(r.stderr).toContain('not waiting (--no-wait)');
+    expect(r.stderr).not.toContain('waiting for');
+    // It did not wait: the holder, which never lets go by itself, still holds the lock.
+    expect(holder.exit).toBeUndefined();
     expect(qemusWithPidfile(box.pidfile(file, 'solo'))).toHaveLength(0);
     holder.child.kill('SIGTERM');
     await holder.exited;
@@ -94,28 +96,28 @@ describe('a lock held by another qvm', () => {
 });
 
 describe('a lock left by a killed qvm', () => {
-  it('never blocks: after SIGKILL of the holder, `qvm apply --no-wait` succeeds at once', {
-    timeout: 30_000,
+  it('never blocks: after SIGKILL of the holder, `qvm apply --no-wait` takes the lock and succeeds', {
+    timeout: 60_000,
   }, async () => {
     const file = writeManifest(path.join(box.root, 'killed', 'm.yaml'), { solo: bareVm() });
     const holder = await holdLock(file, box.runtime);
     await killHard(holder.pid);
-    const started = Date.now();
     const r = await box.run(['apply', '--no-wait', '-f', file]);
+    // With --no-wait a lock still held would be exit 1 naming the holder.
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
+    expect(r.stderr).toBe('');
     expect(qemusWithPidfile(box.pidfile(file, 'solo'))).toHaveLength(1);
   });
 
-  it('never blocks a plain `qvm apply` either (no "waiting" message)', { timeout: 30_000 }, async () => {
+  it('never blocks a plain `qvm apply` either: no "waiting" message, one QEMU', {
+    timeout: 60_000,
+  }, async () => {
     const file = writeManifest(path.join(box.root, 'killed2', 'm.yaml'), { solo: bareVm() });
     const holder = await holdLock(file, box.runtime);
     await killHard(holder.pid);
-    const started = Date.now();
     const r = await box.run(['apply', '-f', file]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).not.toContain('waiting for');
-    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
     expect(qemusWithPidfile(box.pidfile(file, 'solo'))).toHaveLength(1);
   });
 });

@@ -38,12 +38,13 @@ const CRASH_ROUNDS = 3;
 const KILL_DELAYS_MS = [0, 20, 40, 60, 90, 120, 160];
 /** How many times qvm itself is SIGKILLed in the middle of an apply. */
 const KILL_ROUNDS = KILL_DELAYS_MS.length;
-/** `qvm status --timeout` with a frozen VM, and how long the whole command may take. */
+/** `qvm status --timeout` with a frozen VM: the monitor deadline the unresponsive VM is reported after. */
 const FROZEN_TIMEOUT = '1s';
-const FROZEN_STATUS_MAX_MS = 5000;
-/** The readiness timeout of the VM whose QEMU is killed while apply waits; apply must give up well before. */
-const READY_TIMEOUT_S = 60;
-const QEMU_EXIT_NOTICED_MS = 10_000;
+/**
+ * The readiness timeout of the VM whose QEMU is killed while apply waits. Longer than the test may run: apply
+ * can only end by noticing that QEMU exited, never by the probe's deadline.
+ */
+const READY_TIMEOUT = '2h';
 
 const box = sandbox('qrf');
 
@@ -65,15 +66,16 @@ describe('a frozen QEMU (SIGSTOP)', () => {
     try {
       await until('frozen QEMU stopped', () => procState(pid) === 'T');
 
-      const started = Date.now();
+      // A status that waited on the frozen monitor would never end (the test's deadline): it gives up after
+      // FROZEN_TIMEOUT and says so.
       const status = await box.run(['status', '-f', file, '--timeout', FROZEN_TIMEOUT]);
-      expect(Date.now() - started).toBeLessThan(FROZEN_STATUS_MAX_MS);
       expect(status.exitCode, status.stderr).toBe(0);
       const rows = statusTable(status.stdout);
       expect(rows.find((r) => r.NAME === 'frozen')).toMatchObject({
         STATE: 'unresponsive',
         PID: String(pid),
       });
+      expect(status.stdout).toMatch(new RegExp(`^frozen: .*within ${FROZEN_TIMEOUT}`, 'm'));
       expect(rows.find((r) => r.NAME === 'other')).toMatchObject({ STATE: 'running', PID: String(otherPid) });
 
       const plan = await box.run(['plan', '-f', file, '--timeout', FROZEN_TIMEOUT]);
@@ -190,15 +192,15 @@ describe('a pidfile whose pid now belongs to another program', () => {
 });
 
 describe('a QEMU that exits while apply waits for it to be ready', () => {
-  it(`makes apply exit 1 promptly (well before the ${READY_TIMEOUT_S}s ready timeout); the next apply recovers`, {
-    timeout: 60_000,
+  it(`makes apply exit 1 saying QEMU exited, not waiting out the ${READY_TIMEOUT} ready timeout; the next apply recovers`, {
+    timeout: 120_000,
   }, async () => {
     const port = await freshPort();
     const file = path.join(box.root, 'dies', 'm.yaml');
     writeManifest(file, {
       web: bareVm({
         forwards: [{ host: port, guest: 80 }],
-        ready: { tcp: port, timeout: `${READY_TIMEOUT_S}s` },
+        ready: { tcp: port, timeout: READY_TIMEOUT },
       }),
     });
     const apply = box.spawnQvm(['apply', '-f', file]);
@@ -211,12 +213,12 @@ describe('a QEMU that exits while apply waits for it to be ready', () => {
     expect(apply.exit, apply.stderr()).toBeUndefined();
     const [qemu] = qemusWithPidfile(box.pidfile(file, 'web'));
     expect(qemu).toBeDefined();
-    const killedAt = Date.now();
     await killHard(qemu!);
+    // The probe's deadline is hours away: only noticing the exit can end apply before the test's own.
     const { code } = await apply.exited;
-    expect(Date.now() - killedAt).toBeLessThan(QEMU_EXIT_NOTICED_MS);
     expect(code).toBe(1);
     expect(apply.stderr()).toMatch(/web: .*QEMU exited while waiting for tcp 127\.0\.0\.1:\d+/);
+    expect(apply.stderr()).not.toContain('not ready within');
 
     writeManifest(file, { web: bareVm({ forwards: [{ host: port, guest: 80 }] }) });
     const next = await box.run(['apply', '-f', file]);

@@ -145,12 +145,24 @@ export async function holdLock(manifest: string, runtime: string): Promise<Helpe
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Root: some faults can only be made as root. Those tests fail, saying so, when not run as root; never skip.
+
+/** Fails the calling test with a message naming what needs root, unless this process runs as root. */
+export function requireRoot(what: string): void {
+  if (process.getuid?.() === 0) return;
+  throw new Error(
+    `this test needs root: it ${what}. Run the tests as root (sudo npm test); it is never skipped, so that a fault it covers is not silently left untested`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // tmpfs mounts: always unmounted in cleanup
 
 const mounts: string[] = [];
 
 /** Mounts a tmpfs with OPTIONS (e.g. "size=64k", "ro") on a new folder TARGET. */
 export function mountTmpfs(target: string, options: string): string {
+  requireRoot(`mounts a tmpfs (${options}) to make a full or read-only folder`);
   mkdirSync(target, { recursive: true });
   execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', target]);
   mounts.push(target);
@@ -158,6 +170,7 @@ export function mountTmpfs(target: string, options: string): string {
 }
 
 export function remount(target: string, options: string): void {
+  requireRoot(`remounts a tmpfs (${options})`);
   execFileSync('mount', ['-o', `remount,${options}`, target]);
 }
 

@@ -52,6 +52,8 @@ export const checkSnapshotDrives: VmCheck = (doc) => {
   raw.args.forEach((arg, index) => {
     const option = raw.args![index - 1];
     if (option !== '-drive' && option !== '--drive') return;
+    // An item the schema refused (not a string) is already reported there; it is no drive to look into.
+    if (typeof arg !== 'string' || !doc.accepted('args', index)) return;
     const parts = arg.split(/(?<!,),(?!,)/);
     const format = parts.find((p) => p.startsWith('format='))?.slice(7);
     const readonly = parts.some((p) => p === 'readonly=on' || p === 'readonly' || p === 'readonly=true');

@@ -1,5 +1,5 @@
 /** `qvm validate` as a user runs it: located messages, exit codes, never a stack trace. */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -43,7 +43,14 @@ describe('qvm validate', () => {
         '',
       ].join('\n'),
     );
-    expect(f).toBeTruthy();
+    // Each position points at the offending text in the file itself.
+    const lines = readFileSync(f, 'utf8').split('\n');
+    const at = (line: number, column: number) => lines[line - 1]!.slice(column - 1);
+    expect(at(3, 13)).toBe('lots');
+    expect(at(5, 17)).toMatch(/^80a/);
+    expect(at(6, 15)).toBe('"a b"');
+    expect(at(7, 13)).toBe('i.gz');
+    expect(at(8, 5)).toMatch(/^colour:/);
   });
 
   it('accepts a valid manifest from ./qvm.yaml by default', async () => {
