@@ -1,32 +1,25 @@
 /**
- * The manifest's JSON Schema (schemas/qvm.schema.json, the single source of its shape) compiled with ajv, and
- * ajv's findings turned into plain, located messages.
+ * The manifest's JSON Schema (schemas/qvm.schema.json, the single source of its shape), checked with the
+ * validator ajv generated from it at build time (`npm run schema`), and ajv's findings turned into plain,
+ * located messages.
  */
-import { readFileSync } from 'node:fs';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { ErrorObject } from 'ajv';
 import type { Diagnostic } from '../errors.js';
 import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
+import { validate as generated } from './schema-validator.generated.js';
 
-/** The schema file, shipped beside the code. */
+/** The schema file, shipped beside the code (for editors; qvm itself runs the generated validator). */
 export const SCHEMA_URL = new URL('../../schemas/qvm.schema.json', import.meta.url);
 
-let compiled: ValidateFunction | undefined;
-
-function validator(): ValidateFunction {
-  if (!compiled) {
-    const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8'));
-    const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true });
-    // errorMessage is an annotation read by editors (VS Code's JSON service) and by describeError below.
-    ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
-    compiled = ajv.compile(schema);
-  }
-  return compiled;
-}
+/**
+ * Ajv's standalone validator: compiled from the schema with allErrors and verbose (every error, each with its
+ * parentSchema and data), so nothing is compiled at run time. Errors are left on the function after a call.
+ */
+const validate = generated as ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
 
 /** Schema problems of a loaded document, each located and worded for people. */
 export function schemaDiagnostics(loaded: LoadedYaml): Diagnostic[] {
-  const validate = validator();
   if (validate(loaded.value)) return [];
   const seen = new Set<string>();
   const out: Diagnostic[] = [];
