@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The published entry point: the compiled CLI lives in dist/ (`npm run build`).
+// The published entry point: the CLI is bundled into dist/bundle/ by `npm run build` (scripts/build.ts).
 import module from 'node:module';
 import v8 from 'node:v8';
 
@@ -14,5 +14,9 @@ if (process.argv[2] === 'watch') {
   v8.setFlagsFromString('--max-semi-space-size=1');
 }
 
-const { main } = await import('../dist/cli/main.js');
+// Stack traces are printed only with QVM_DEBUG (an internal error otherwise shows its message): only then
+// are the bundle's source maps read, so the trace names src/ files. Reading them costs ~10% of start-up.
+if (process.env.QVM_DEBUG) process.setSourceMapsEnabled(true);
+
+const { main } = await import('../dist/bundle/main.js');
 process.exitCode = await main(process.argv);

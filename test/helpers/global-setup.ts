@@ -2,7 +2,8 @@
  * Runs once before any test:
  * - the QEMU tests must run, never skip: when QEMU is missing this fails the whole run with the command that
  *   installs it (scripts/ensure-qemu.sh does that install when run as root);
- * - the CLI tests run the real `bin/qvm.js`, so dist/ is built from the current sources first.
+ * - the CLI tests run the real `bin/qvm.js`, so dist/ (the bundle it loads, and the modules some tests start)
+ *   is built from the current sources first.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync } from 'node:fs';
@@ -24,5 +25,5 @@ export default function setup(): void {
       );
     }
   }
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
 }
