@@ -30,12 +30,50 @@ export function generateValidator(schemaText: string): string {
     allErrors: true,
     verbose: true,
     strict: true,
+    inlineRefs: false,
     code: { source: true, esm: true, lines: true },
   });
   // errorMessage is an annotation read by editors (VS Code's JSON service) and by schema.ts's describeError.
   ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
-  const code = standaloneCode.default(ajv, ajv.compile(JSON.parse(schemaText)));
+  const code = standaloneCode.default(ajv, ajv.compile(withoutAnnotations(JSON.parse(schemaText)) as object));
   return HEADER + inlineRuntime(code);
+}
+
+/** Keywords that document the schema for editors and people, and never change what it accepts. */
+const ANNOTATIONS = new Set(['title', 'description', 'examples', 'default', '$comment']);
+/** Keywords whose value is a schema, a list of schemas, or a mapping of names to schemas. */
+const SUBSCHEMA = new Set([
+  'items',
+  'additionalProperties',
+  'propertyNames',
+  'if',
+  'then',
+  'else',
+  'not',
+  'contains',
+]);
+const SUBSCHEMA_LISTS = new Set(['allOf', 'anyOf', 'oneOf', 'prefixItems']);
+const SUBSCHEMA_MAPS = new Set(['properties', '$defs', 'patternProperties', 'dependentSchemas']);
+
+/**
+ * The schema without its annotations: with verbose, ajv's code holds every schema object an error can point
+ * to, descriptions included, and every run parsed them. What is left is what validates and what schema.ts
+ * reads (errorMessage, the names under properties).
+ */
+export function withoutAnnotations(schema: unknown): unknown {
+  if (schema === null || typeof schema !== 'object' || Array.isArray(schema)) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (ANNOTATIONS.has(key)) continue;
+    if (SUBSCHEMA.has(key)) out[key] = withoutAnnotations(value);
+    else if (SUBSCHEMA_LISTS.has(key) && Array.isArray(value)) out[key] = value.map(withoutAnnotations);
+    else if (SUBSCHEMA_MAPS.has(key) && value !== null && typeof value === 'object')
+      out[key] = Object.fromEntries(
+        Object.entries(value).map(([name, sub]) => [name, withoutAnnotations(sub)]),
+      );
+    else out[key] = value;
+  }
+  return out;
 }
 
 /**
