@@ -27,6 +27,27 @@ describe('qemu argv', () => {
     expect(args.slice(-2)).toEqual(['-device', 'virtio-rng-pci']);
   });
 
+  it("starts QEMU without its default devices, adding only the manifest's, the serial port and a VGA", () => {
+    const m = manifest(
+      'vms:\n  web:\n    disk: web.qcow2\n    cdrom: d.iso\n  bare:\n    nic: ne2k_isa\n    kernel: k\n',
+    );
+    const web = argvLines(buildQemuArgs(launchSpec(m.vms[0]!, 'tcg', [], undefined), vmPaths(NS, 'web')));
+    expect(web).toContain('-nodefaults');
+    expect(web).toContain('-vga std');
+    // No option ROM: no iPXE network boot attempt; SeaBIOS boots the disk and the CD-ROM itself.
+    expect(web).toContain('-device virtio-net-pci,netdev=net0,romfile=');
+    expect(web.filter((l) => l.startsWith('-drive') || l.startsWith('-boot'))).toEqual([
+      '-drive file=/srv/vms/web.qcow2,format=qcow2,if=virtio,id=disk0',
+      '-drive file=/srv/vms/d.iso,format=raw,media=cdrom,readonly=on,if=ide,id=cdrom0',
+      '-boot order=cd',
+    ]);
+    expect(web.filter((l) => l.startsWith('-serial') || l.startsWith('-chardev socket'))).toHaveLength(2);
+    const bare = argvLines(buildQemuArgs(launchSpec(m.vms[1]!, 'tcg', [], undefined), vmPaths(NS, 'bare')));
+    expect(bare.filter((l) => l.startsWith('-drive') || l.startsWith('-boot'))).toEqual([]);
+    // The one ISA NIC has no romfile property: QEMU would refuse to start.
+    expect(bare).toContain('-device ne2k_isa,netdev=net0');
+  });
+
   it('leaves forwards and -loadvm out of the restart comparison', () => {
     const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80"]\n');
     const spec = m.vms[0]!;
