@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-DEFAULT=(monitor startup apply watch warm watch-memory)
+DEFAULT=(monitor startup apply watch warm devices watch-memory)
 OPT_IN=(scale peer-libvirt devenv)
 
 names=("$@")
