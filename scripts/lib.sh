@@ -27,6 +27,24 @@ ensure_qemu() {
   fi
 }
 
+# zsh and fish, for the completion tests (`qvm completion zsh|fish` is checked by the shells themselves):
+# installed from Debian's packages when missing and we are root; otherwise the exact command to run.
+ensure_shells() {
+  local missing=()
+  command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+  command -v fish >/dev/null 2>&1 || missing+=(fish)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "qvm: installing ${missing[*]} from Debian's packages" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "qvm: missing ${missing[*]} (the completion tests run them). Install with:" >&2
+    echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    return 1
+  fi
+}
+
 # The demo guest (kernel + initramfs), built once and cached in guest/out/.
 ensure_guest() {
   bash guest/build.sh >/dev/null

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import standaloneCode from 'ajv/dist/standalone/index.js';
+import { CHANGE_KINDS } from '../src/manifest/schema-fields.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const SCHEMA_FILE = path.join(ROOT, 'schemas', 'qvm.schema.json');
@@ -33,14 +34,26 @@ export function generateValidator(schemaText: string): string {
     inlineRefs: false,
     code: { source: true, esm: true, lines: true },
   });
-  // errorMessage is an annotation read by editors (VS Code's JSON service) and by schema.ts's describeError.
-  ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
-  const code = standaloneCode.default(ajv, ajv.compile(withoutAnnotations(JSON.parse(schemaText)) as object));
+  addAnnotationKeywords(ajv);
+  const schema = JSON.parse(schemaText);
+  // The whole schema compiles first, annotations included, so each x-change is checked against CHANGE_KINDS
+  // (the generated code leaves annotations out, and with them that check).
+  addAnnotationKeywords(new Ajv2020({ allErrors: true, verbose: true, strict: true })).compile(schema);
+  const code = standaloneCode.default(ajv, ajv.compile(withoutAnnotations(schema) as object));
   return HEADER + inlineRuntime(code);
 }
 
+/** The schema's own keywords, which ajv's strict mode must be told about. */
+export function addAnnotationKeywords(ajv: Ajv2020): Ajv2020 {
+  // errorMessage is an annotation read by editors (VS Code's JSON service) and by schema.ts's describeError.
+  ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
+  // x-change is an annotation too: what changing the field does to a running VM, read by `qvm explain`.
+  ajv.addKeyword({ keyword: 'x-change', schemaType: 'string', metaSchema: { enum: [...CHANGE_KINDS] } });
+  return ajv;
+}
+
 /** Keywords that document the schema for editors and people, and never change what it accepts. */
-const ANNOTATIONS = new Set(['title', 'description', 'examples', 'default', '$comment']);
+const ANNOTATIONS = new Set(['title', 'description', 'examples', 'default', '$comment', 'x-change']);
 /** Keywords whose value is a schema, a list of schemas, or a mapping of names to schemas. */
 const SUBSCHEMA = new Set([
   'items',

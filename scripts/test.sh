@@ -7,6 +7,7 @@ source scripts/lib.sh
 
 ensure_node_modules
 ensure_qemu
+ensure_shells
 ensure_guest
 
 echo "qvm: typecheck" >&2

@@ -3,14 +3,15 @@
  * and the real implementation (here) is tested against real QEMU.
  */
 import path from 'node:path';
-import { RuntimeDirError } from '../errors.js';
+import { RuntimeDirError, VmStateError } from '../errors.js';
+import { setGuestTime, withAgent } from '../guest/agent.js';
 import { syncGuestClock } from '../guest/clock.js';
+import { agentExec } from '../guest/exec.js';
 import { lookupImage, recordImageUser } from '../images/cache.js';
 import { type DownloadProgress, fetchImage } from '../images/download.js';
 import type { ReadySpec } from '../manifest/types.js';
-import type { SshAccess } from '../model/access.js';
 import { formatHostfwd, formatHostfwdRemoval, type HostForward } from '../model/forward.js';
-import type { BootFrom, ImageFetch, Launch } from '../plan/types.js';
+import type { BootFrom, ClockSync, ImageFetch, Launch } from '../plan/types.js';
 import type { LaunchSpec } from '../qemu/argv.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { createDisk, type DiskCreation, deleteSnapshot, fileIdentity, growDisk } from '../qemu/img.js';
@@ -38,7 +39,8 @@ export interface Effects {
     fetch: ImageFetch,
     onProgress?: (p: DownloadProgress) => void,
   ): Promise<{ path: string; format: string }>;
-  createDisk(vm: string, disk: DiskCreation, format: string): Promise<void>;
+  /** Creates a disk and records that qvm made it (a data disk is recorded as one: destroy keeps it). */
+  createDisk(vm: string, disk: DiskCreation, format: string, role?: 'data'): Promise<void>;
   /**
    * Starts the VM's QEMU as `launch` says and records how it was started; returns its pid. Resuming a saved
    * state consumes the VM's hibernation record (it is given back if QEMU does not start).
@@ -67,7 +69,10 @@ export interface Effects {
   /** Records how the VM ran when a snapshot was saved, so a later change of configuration marks it stale. */
   recordSnapshot(vm: string, tag: string, launch: LaunchSpec): void;
   /** Sets the guest's clock to the host's over SSH (after a resume); false when the guest would not. */
-  syncClock(access: SshAccess): Promise<boolean>;
+  /** Sets the guest's clock to the host's; false when the guest refused (no sudo, no answer). */
+  syncClock(how: ClockSync): Promise<boolean>;
+  /** Mounts or unmounts the guest's 9p shares through its agent (`mount -a -t 9p`, `umount -a -t 9p`). */
+  guestShares(agentSocket: string, action: 'mount' | 'unmount'): Promise<void>;
 }
 
 /** One HMP command on a fresh connection (QEMU serves one client per socket: hold it only this long). */
@@ -90,6 +95,7 @@ function rememberDisk(
   format: string,
   created: boolean,
   image?: KnownDisk['image'],
+  role?: 'data',
 ): void {
   const identity = fileIdentity(file);
   if (!identity) return;
@@ -102,6 +108,7 @@ function rememberDisk(
     created,
     at: new Date().toISOString(),
     ...(image ? { image } : {}),
+    ...(role ? { role } : {}),
   });
 }
 
@@ -116,11 +123,11 @@ export function realEffects(namespace: Namespace, options: { signal?: AbortSigna
       );
       return { path: image.path, format: image.format };
     },
-    async createDisk(vm, disk, format) {
+    async createDisk(vm, disk, format, role) {
       const p = paths(vm);
       prepareRuntimeDirs(namespace, p);
-      await createDisk(disk);
-      rememberDisk(p, disk.path, format, true, disk.image);
+      await createDisk({ ...disk, format });
+      rememberDisk(p, disk.path, format, true, disk.image, role);
       if (disk.image?.url && disk.backing) {
         const cached = lookupImage({ algorithm: 'sha256', hex: path.basename(disk.backing) });
         if (cached) recordImageUser(cached, disk.path, namespace.source);
@@ -156,12 +163,19 @@ export function realEffects(namespace: Namespace, options: { signal?: AbortSigna
       }
     },
     stop(target) {
-      return stopVm(target, target.adopted ? undefined : paths(target.vm));
+      if (target.adopted) return stopVm(target);
+      const p = paths(target.vm);
+      // A VM started with an agent channel is asked to power off through it first (no ACPI daemon needed).
+      const record = readLaunchRecord(p.launch);
+      const agent =
+        record && !('unreadable' in record) && record.launch.agent ? { agentSocket: p.agent } : {};
+      return stopVm({ ...target, ...agent }, p);
     },
     hmp: sendHmp,
     async waitReady(vm, ready, socket, onAttempt) {
       const pidfile = paths(vm).pidfile;
       return waitReady(ready, {
+        agentSocket: paths(vm).agent,
         usernet: () => sendHmp(socket, 'info usernet', 5000),
         alive: () => checkPidfile(pidfile).kind === 'ours',
         ...(options.signal ? { signal: options.signal } : {}),
@@ -195,8 +209,26 @@ export function realEffects(namespace: Namespace, options: { signal?: AbortSigna
       const { name: _name, loadvm: _loadvm, ...recorded } = launch;
       recordSnapshot(paths(vm).snapshots, { tag, savedAt: new Date().toISOString(), launch: recorded });
     },
-    syncClock(access) {
-      return syncGuestClock(access);
+    async syncClock(how) {
+      if ('ssh' in how) return syncGuestClock(how.ssh);
+      await setGuestTime(how.agent);
+      return true;
+    },
+    async guestShares(agentSocket, action) {
+      const argv = action === 'mount' ? ['mount', '-a', '-t', '9p'] : ['umount', '-a', '-t', '9p'];
+      let stderr = '';
+      const status = await withAgent(agentSocket, (agent) =>
+        agentExec(agent, argv, {
+          onStdout: () => {},
+          onStderr: (chunk) => {
+            stderr += chunk.toString('utf8');
+          },
+        }),
+      );
+      if (status !== 0)
+        throw new VmStateError(
+          `${argv.join(' ')} in the guest exited ${status}: ${stderr.trim() || 'no message'}`,
+        );
     },
     rememberLiveForwards(vm, added, removed) {
       const p = paths(vm);

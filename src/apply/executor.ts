@@ -176,6 +176,14 @@ async function prepareDisk(
     step(`creating ${display(baseDir, createDisk.path)}`);
     await effects.createDisk(change.vm, createDisk, change.launch.spec.disk?.format ?? 'qcow2');
   }
+  for (const d of change.createDataDisks ?? []) {
+    step(`creating data disk ${display(baseDir, d.path)}`);
+    await effects.createDisk(change.vm, d, d.format, 'data');
+  }
+  for (const g of change.growDataDisks ?? []) {
+    step(`growing ${display(baseDir, g.path)} to ${formatSize(g.toBytes)}`);
+    await effects.growDisk(g.path, g.format, g.toBytes);
+  }
   if (change.resizeDisk) {
     step(`growing ${display(baseDir, change.resizeDisk.path)} to ${formatSize(change.resizeDisk.toBytes)}`);
     await effects.growDisk(
@@ -225,6 +233,11 @@ async function start(
   } else if (from) {
     notes.push(`from snapshot ${from.tag}`);
   }
+  if (from && change.shareAgent) {
+    // Saved with the shares unmounted (QEMU refuses otherwise): mount them again.
+    step('mounting the shared folders (guest agent)');
+    await effects.guestShares(change.shareAgent, 'mount');
+  }
   if (change.ready) {
     step(`waiting for ready (${describeProbe(change.ready)})`);
     const { elapsedMs, detail } = await effects.waitReady(change.vm, change.ready, change.socket, (d) =>
@@ -236,7 +249,8 @@ async function start(
     if (failedInit) notes.push(failedInit);
   }
   if (change.syncClock) {
-    step('setting the guest clock');
+    const how = 'agent' in change.syncClock ? 'guest agent' : 'ssh';
+    step(`setting the guest clock (${how})`);
     notes.push(
       (await effects.syncClock(change.syncClock))
         ? 'guest clock set'
@@ -244,12 +258,15 @@ async function start(
     );
   }
   if (change.saveSnapshot) {
-    step(`saving snapshot ${change.saveSnapshot}`);
-    await savevmVerified(
-      (command, timeoutMs) => effects.hmp(change.socket, command, timeoutMs),
-      change.socket,
-      change.saveSnapshot,
-    );
+    const tag = change.saveSnapshot;
+    await withSharesUnmounted(change.shareAgent, effects, step, async () => {
+      step(`saving snapshot ${tag}`);
+      await savevmVerified(
+        (command, timeoutMs) => effects.hmp(change.socket, command, timeoutMs),
+        change.socket,
+        tag,
+      );
+    });
     effects.recordSnapshot(change.vm, change.saveSnapshot, change.launch.spec);
     notes.push(`saved snapshot ${change.saveSnapshot}`);
   }
@@ -369,14 +386,23 @@ async function dropStray(change: StopChange | UpdateChange, effects: Effects, st
 }
 
 async function save(change: SaveChange, effects: Effects, step: Step): Promise<string> {
+  if (change.shareAgent) {
+    step('unmounting the shared folders (guest agent)');
+    await effects.guestShares(change.shareAgent, 'unmount');
+  }
   step(`saving state (savevm ${change.tag})`);
   // Never end the VM unless its state is really on disk.
-  await savevmVerified(
-    (command, timeoutMs) => effects.hmp(change.socket, command, timeoutMs),
-    change.socket,
-    change.tag,
-    '; the VM was left running',
-  );
+  try {
+    await savevmVerified(
+      (command, timeoutMs) => effects.hmp(change.socket, command, timeoutMs),
+      change.socket,
+      change.tag,
+      '; the VM was left running',
+    );
+  } catch (error) {
+    if (change.shareAgent) await effects.guestShares(change.shareAgent, 'mount').catch(() => {});
+    throw error;
+  }
   step('quitting');
   await effects.stop({
     vm: change.vm,
@@ -394,6 +420,24 @@ async function save(change: SaveChange, effects: Effects, step: Step): Promise<s
     ...(change.launch ? { launch: change.launch } : {}),
   });
   return `saved (snapshot ${change.tag}) and stopped`;
+}
+
+/** Runs a save with the guest's 9p shares unmounted, and mounts them again whatever happened. */
+async function withSharesUnmounted(
+  agent: string | undefined,
+  effects: Effects,
+  step: Step,
+  save: () => Promise<void>,
+): Promise<void> {
+  if (!agent) return save();
+  step('unmounting the shared folders (guest agent)');
+  await effects.guestShares(agent, 'unmount');
+  try {
+    await save();
+  } finally {
+    step('mounting the shared folders (guest agent)');
+    await effects.guestShares(agent, 'mount');
+  }
 }
 
 /** Download progress in words: `120M of 346M, 35M/s, 6s left`. */

@@ -2,6 +2,7 @@
  * Starting and stopping QEMU processes, for real. Everything here has a deadline; a QEMU that does not
  * answer is reported, not waited on forever.
  */
+
 import {
   appendFileSync,
   chmodSync,
@@ -19,6 +20,7 @@ import {
   QemuProcessError,
   RuntimeDirError,
 } from '../errors.js';
+import { withAgent } from '../guest/agent.js';
 import { formatDuration } from '../model/units.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { type AnyMonitor, connectMonitor } from '../qemu/monitor.js';
@@ -49,7 +51,15 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
 /** Removes a pidfile and sockets left by a QEMU that is gone. Refuses while a live QEMU owns them. */
 function removeStaleFiles(paths: VmPaths): void {
   if (checkPidfile(paths.pidfile).kind === 'ours') return;
-  for (const file of [paths.pidfile, paths.qmp, paths.events, paths.hmp, paths.serial])
+  for (const file of [
+    paths.pidfile,
+    paths.qmp,
+    paths.events,
+    paths.hmp,
+    paths.serial,
+    paths.agent,
+    paths.vnc,
+  ])
     rmSync(file, { force: true });
 }
 
@@ -132,7 +142,16 @@ export async function launchQemu(args: string[], paths: VmPaths): Promise<number
       said,
     );
   }
-  for (const file of [paths.qmp, paths.events, paths.hmp, paths.serial, paths.serialLog, paths.qemuLog]) {
+  for (const file of [
+    paths.qmp,
+    paths.events,
+    paths.hmp,
+    paths.serial,
+    paths.agent,
+    paths.vnc,
+    paths.serialLog,
+    paths.qemuLog,
+  ]) {
     try {
       chmodSync(file, 0o600);
     } catch {
@@ -198,6 +217,8 @@ export interface StopTarget {
   alreadyPoweredOff: boolean;
   /** Called with progress words: "powering off", "quitting". */
   onStep?: (step: string) => void;
+  /** The VM's guest agent socket: the power-off is asked of the agent first (`guest-shutdown`). */
+  agentSocket?: string;
 }
 
 export type StopOutcome = 'powered-off' | 'quit-after-timeout' | 'killed' | 'already-gone';
@@ -227,7 +248,6 @@ export async function stopVm(target: StopTarget, paths?: VmPaths): Promise<StopO
   }
   try {
     if (!target.alreadyPoweredOff) {
-      target.onStep?.('powering off (ACPI)');
       const poweredOff = await powerDown(monitor, target);
       if (!poweredOff) outcome = 'quit-after-timeout';
     }
@@ -252,7 +272,10 @@ export async function stopVm(target: StopTarget, paths?: VmPaths): Promise<StopO
   return outcome;
 }
 
-/** Presses the power button and waits for the guest to power off. False when stopTimeout ran out first. */
+/**
+ * Asks the guest to power off, through its agent when it has one (it needs no ACPI daemon in the guest),
+ * else with the power button, and waits for it. False when stopTimeout ran out first.
+ */
 async function powerDown(monitor: AnyMonitor, target: StopTarget): Promise<boolean> {
   const deadline = Date.now() + target.stopTimeoutMs;
   if (monitor instanceof QmpClient) {
@@ -266,9 +289,15 @@ async function powerDown(monitor: AnyMonitor, target: StopTarget): Promise<boole
           return false;
         },
       );
-    await monitor.execute('system_powerdown');
+    if (!(target.agentSocket && (await agentShutdown(target.agentSocket)))) {
+      target.onStep?.('powering off (ACPI)');
+      await monitor.execute('system_powerdown');
+    } else {
+      target.onStep?.('powering off (guest agent)');
+    }
     return shutdown;
   }
+  target.onStep?.('powering off (ACPI)');
   await monitor.hmp('system_powerdown');
   while (Date.now() < deadline) {
     await sleep(200);
@@ -281,6 +310,20 @@ async function powerDown(monitor: AnyMonitor, target: StopTarget): Promise<boole
     }
   }
   return false;
+}
+
+/** `guest-shutdown` through the agent; false when there is no agent to ask (then ACPI it is). */
+async function agentShutdown(socket: string): Promise<boolean> {
+  try {
+    await withAgent(socket, (agent) => agent.send('guest-shutdown', { mode: 'powerdown' }), {
+      syncTimeoutMs: 3000,
+    });
+    return true;
+  } catch {
+    // No agent running in the guest, or it refused (no dbus in the guest: "child process has failed to
+    // shutdown"): the power button still works.
+    return false;
+  }
 }
 
 /**

@@ -7,7 +7,7 @@
  * after it, still under the namespace's lock. Each VM's result stands on its own: one VM that fails to stop
  * keeps only its own files.
  */
-import { readdirSync, rmSync, type Stats, statSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, type Stats, statSync, unlinkSync } from 'node:fs';
 import type { VmResult } from '../apply/executor.js';
 import { UsageError } from '../errors.js';
 import { listNamespaceVms } from '../observe/observe.js';
@@ -23,10 +23,14 @@ import { progressView } from './progress.js';
 
 export async function destroyCommand(
   names: string[],
-  flags: { file: string; timeout: number; deleteDisks: boolean; wait: boolean },
+  flags: { file: string; timeout: number; deleteDisks: boolean; deleteDataDisks: boolean; wait: boolean },
   output: Output,
 ): Promise<number> {
   const c = output.color;
+  if (flags.deleteDataDisks && !flags.deleteDisks)
+    throw new UsageError(
+      '--delete-data-disks goes with --delete-disks: qvm destroy --delete-disks --delete-data-disks',
+    );
   let view: ReturnType<typeof progressView> | undefined;
   let targets: string[] = [];
   const { plan, results } = await runPass({
@@ -49,7 +53,7 @@ export async function destroyCommand(
     afterApply: (context, applied, results) => {
       view?.finish();
       for (const r of results) if (!r.ok) writeLine(output.err, `${c.red('error:')} ${r.error!.message}`);
-      cleanUp(context, targets, applied, results, flags.deleteDisks, output);
+      cleanUp(context, targets, applied, results, flags, output);
     },
   });
   return results.some((r) => !r.ok) || plan.problems.length > 0 ? 1 : 0;
@@ -71,9 +75,10 @@ function cleanUp(
   targets: string[],
   applied: Plan,
   results: VmResult[],
-  deleteDisks: boolean,
+  flags: { deleteDisks: boolean; deleteDataDisks: boolean },
   output: Output,
 ): void {
+  const { deleteDisks } = flags;
   const { manifest, namespace } = context;
   const failed = new Set([
     ...results.filter((r) => !r.ok).map((r) => r.vm),
@@ -83,10 +88,19 @@ function cleanUp(
   for (const name of targets) {
     if (failed.has(name) || skipped.has(name)) continue;
     const paths = vmPaths(namespace, name);
-    for (const file of [paths.pidfile, paths.qmp, paths.events, paths.hmp, paths.serial, paths.launch]) {
+    for (const file of [
+      paths.pidfile,
+      paths.qmp,
+      paths.events,
+      paths.hmp,
+      paths.serial,
+      paths.agent,
+      paths.vnc,
+      paths.launch,
+    ]) {
       rmSync(file, { force: true });
     }
-    const deleted = deleteDisks ? deleteCreatedDisks(context, name, output) : [];
+    const deleted = deleteDisks ? deleteCreatedDisks(context, name, flags.deleteDataDisks, output) : [];
     if (deleteDisks) {
       // Nothing is left worth keeping: logs go with the VM, and a saved state goes with its disk.
       rmSync(paths.dir, { recursive: true, force: true });
@@ -96,7 +110,7 @@ function cleanUp(
     }
     const spec = manifest.vms.find((v) => v.name === name);
     const keptDisk =
-      spec?.disk && !deleted.includes(spec.disk.path)
+      spec?.disk && !deleted.includes(spec.disk.path) && existsSync(spec.disk.path)
         ? `; kept ${display(manifest.dir, spec.disk.path)}${deleteDisks ? ' (qvm did not create it)' : ''}`
         : '';
     writeLine(output.out, `${name}: destroyed${keptDisk}`);
@@ -108,7 +122,12 @@ function cleanUp(
  * the manifest declares it (a VM renamed, a disk handed over), and no process has it open. Every disk kept is
  * said, with why. Returns the paths deleted.
  */
-function deleteCreatedDisks(context: Context, name: string, output: Output): string[] {
+function deleteCreatedDisks(
+  context: Context,
+  name: string,
+  deleteDataDisks: boolean,
+  output: Output,
+): string[] {
   const { manifest, namespace } = context;
   const record = vmPaths(namespace, name).disks;
   const deleted: string[] = [];
@@ -128,7 +147,15 @@ function deleteCreatedDisks(context: Context, name: string, output: Output): str
       forgetKnownDisk(record, disk.path);
       continue;
     }
-    const claimant = manifest.vms.find((v) => v.name !== name && v.disk && sameFile(v.disk.path, stat));
+    if (disk.role === 'data' && !deleteDataDisks) {
+      keep(shown, 'a data disk (--delete-data-disks deletes it too)');
+      continue;
+    }
+    const claimant = manifest.vms.find(
+      (v) =>
+        v.name !== name &&
+        [v.disk?.path, ...v.dataDisks.map((d) => d.path)].some((p) => p !== undefined && sameFile(p, stat)),
+    );
     if (claimant) {
       keep(shown, `VM ${claimant.name} of the manifest declares it as its disk`);
       continue;

@@ -8,6 +8,7 @@ import { isQvmError } from '../errors.js';
 import { type CachedImage, listImages } from '../images/cache.js';
 import { type DownloadProgress, fetchImage } from '../images/download.js';
 import { imageDigest, imageLabel } from '../images/source.js';
+import { apiDocument } from '../model/api.js';
 import { imageInfo } from '../qemu/img.js';
 import { loadContext } from './context.js';
 import { type Output, writeLine } from './output.js';
@@ -84,7 +85,7 @@ export async function imagesCommand(flags: { output?: 'human' | 'json' }, output
       fetchedAt: image.fetchedAt,
       usedBy: users,
     }));
-    writeLine(output.out, JSON.stringify({ apiVersion: 'qvm/v1', kind: 'ImageList', items }, null, 2));
+    writeLine(output.out, JSON.stringify(apiDocument('ImageList', { items }), null, 2));
     return 0;
   }
   if (images.length === 0) {

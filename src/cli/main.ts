@@ -7,11 +7,12 @@
  * manifest validator or the process supervisor: for a one-shot command, startup is most of the time.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatDiagnostic, isQvmError, ManifestError, MonitorCommandError, UsageError } from '../errors.js';
 import { MAX_DURATION_MS } from '../manifest/checks/limits.js';
 import { formatDuration, parseDuration } from '../model/units.js';
-import { type Output, processOutput, writeLine } from './output.js';
+import { addExamples } from './help-examples.js';
+import { type Output, processOutput, withoutColor, writeLine } from './output.js';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -77,14 +78,26 @@ export function buildProgram(output: Output, setExitCode: (code: number) => void
       'Declarative QEMU virtual machines: plan and apply a manifest to real QEMU processes, live where QEMU allows.',
     )
     .version(packageJson.version, '-V, --version')
+    .option('--no-color', 'no colour, even on a terminal (as NO_COLOR=1 does)')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (s) => output.out.write(s),
       writeErr: (s) => output.err.write(s),
     })
-    .exitOverride();
-  for (const add of [reconcileCommands, inspectCommands, guestCommands, monitorCommands])
+    .exitOverride()
+    .hook('preAction', () => {
+      if (program.opts().color === false) withoutColor(output);
+    });
+  for (const add of [
+    reconcileCommands,
+    inspectCommands,
+    guestCommands,
+    monitorCommands,
+    exportCommands,
+    helpCommands,
+  ])
     add(program, output, setExitCode);
+  addExamples(program);
   return program;
 }
 
@@ -172,8 +185,7 @@ function reconcileCommands(program: Command, output: Output, setExitCode: (code:
       'after',
       `
 An invalid, emptied or deleted manifest changes nothing: the errors are logged and the next valid save is
-applied. SIGINT or SIGTERM ends watching; the VMs keep running.
-`,
+applied. SIGINT or SIGTERM ends watching; the VMs keep running.`,
     )
     .action(async (opts) => {
       const { watchCommand } = await import('./watch.js');
@@ -204,6 +216,11 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
     .option(
       '--delete-disks',
       'also delete the disks qvm created (never a backing image or a disk that was there before)',
+      false,
+    )
+    .option(
+      '--delete-data-disks',
+      'with --delete-disks, also delete the data disks (disks:) qvm created; without it they are kept',
       false,
     )
     .option('--no-wait', 'fail at once when another qvm is working on these VMs, instead of waiting')
@@ -244,11 +261,16 @@ function inspectCommands(program: Command, output: Output, setExitCode: (code: n
     .description(
       'list, save or delete snapshots of a VM: through the monitor while it runs, with qemu-img while stopped',
     )
-    .argument('<action>', 'list, save or delete')
+    .addArgument(new Argument('<action>', 'list, save or delete').choices(['list', 'save', 'delete']))
     .argument('<vm>', 'the VM')
     .argument('[tag]', 'the snapshot tag (save, delete)')
     .addOption(fileOption())
     .option('--force', 'delete even the snapshot the manifest boots from', false)
+    .addOption(
+      new Option('-o, --output <format>', 'output format of list')
+        .choices(['human', 'json'])
+        .default('human'),
+    )
     .addOption(observeTimeoutOption())
     .action(async (action: string, vm: string, tag: string | undefined, opts) => {
       const { snapshotCommand } = await import('./snapshot.js');
@@ -269,13 +291,7 @@ function guestCommands(program: Command, output: Output, setExitCode: (code: num
     .addHelpText(
       'after',
       `
-The command's exit status is qvm's, and stdin, stdout and stderr pass through.
-
-Examples:
-  qvm ssh dev
-  qvm ssh dev -- uname -a
-  qvm ssh dev -- tar c -C /srv . | tar x
-`,
+The command's exit status is qvm's, and stdin, stdout and stderr pass through.`,
     )
     .action(async (vm: string, command: string[], opts) => {
       const { sshCommand } = await import('./ssh.js');
@@ -290,14 +306,6 @@ Examples:
     .option('-r, --recursive', 'copy folders', false)
     .addOption(fileOption())
     .addOption(observeTimeoutOption())
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm cp notes.txt dev:/tmp/
-  qvm cp -r dev:/var/log/apt ./apt-logs
-`,
-    )
     .action(async (paths: string[], opts) => {
       const { cpCommand } = await import('./ssh.js');
       setExitCode(await cpCommand(paths, opts, output));
@@ -310,17 +318,60 @@ Examples:
     )
     .argument('[vm...]', 'the VMs (default: every VM with ssh:)')
     .addOption(fileOption())
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm ssh-config > ~/.ssh/qvm.conf        then: ssh -F ~/.ssh/qvm.conf qvm-dev
-  ssh -F <(qvm ssh-config dev) qvm-dev true
-`,
-    )
     .action(async (vms: string[], opts) => {
       const { sshConfigCommand } = await import('./ssh.js');
       setExitCode(await sshConfigCommand(vms, opts, output));
+    });
+
+  program
+    .command('exec')
+    .description('run a command in a VM through its guest agent (agent: true): no network or SSH needed')
+    .usage('[options] VM -- COMMAND [ARGS...]')
+    .argument('<vm>', 'the VM')
+    .argument(
+      '[command...]',
+      'the command and its arguments, run as given (no shell: use sh -c for pipelines)',
+    )
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .addHelpText(
+      'after',
+      `
+The output is streamed as the command writes it; the command's exit status is qvm's. Piped stdin is handed
+to the command (whole, at the start).`,
+    )
+    .action(async (vm: string, command: string[], opts) => {
+      const { execCommand } = await import('./guest.js');
+      setExitCode(await execCommand(vm, command, opts, output));
+    });
+
+  program
+    .command('screenshot')
+    .description("save a VM's screen as PNG (QMP screendump; works with or without display:)")
+    .argument('<vm>', 'the VM')
+    .option('-o, --output <file>', 'where to write the PNG (- for stdout; default VM-TIME.png here)')
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .action(async (vm: string, opts) => {
+      const { screenshotCommand } = await import('./guest.js');
+      setExitCode(await screenshotCommand(vm, opts, output));
+    });
+
+  program
+    .command('vnc')
+    .description(
+      'say where a VM with display: serves VNC; --tunnel PORT offers its unix socket on 127.0.0.1:PORT',
+    )
+    .argument('<vm>', 'the VM')
+    .option(
+      '--tunnel <port>',
+      "listen on 127.0.0.1:PORT and pass connections to the VM's VNC socket, until Ctrl-C",
+    )
+    .addOption(fileOption())
+    .addOption(observeTimeoutOption())
+    .action(async (vm: string, opts) => {
+      const { vncCommand } = await import('./guest.js');
+      setExitCode(await vncCommand(vm, opts, output));
     });
 
   program
@@ -367,15 +418,6 @@ function monitorCommands(program: Command, output: Output, setExitCode: (code: n
       '<words...>',
       'VM name (without --socket), then an HMP command line such as `info usernet`, or raw QMP JSON on a QMP socket',
     )
-    .addHelpText(
-      'after',
-      `
-Examples:
-  qvm monitor web info usernet
-  qvm monitor --socket /tmp/t/mon.sock hostfwd_add tcp::10080-:80
-  qvm monitor --socket /tmp/t/qmp.sock '{"execute": "query-status"}'
-`,
-    )
     .action(async (words: string[], opts: { socket?: string; file: string; timeout: number }) => {
       const { monitorCommand } = await import('./monitor.js');
       const { socket, rest } = await resolveSocket(opts, words);
@@ -399,6 +441,101 @@ Examples:
     });
 }
 
+/** The command that carries the manifest to another engine: export. */
+function exportCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('export')
+    .description(
+      "write the manifest's VMs as Nomad jobs or KubeVirt documents; what the engine cannot express is a warning",
+    )
+    .argument('[vm...]', 'VMs to export (default: every VM of the manifest)')
+    .addOption(
+      new Option('--to <engine>', 'the engine: nomad (qemu driver job JSON) or kubevirt (YAML)')
+        .choices(['nomad', 'kubevirt'])
+        .makeOptionMandatory(),
+    )
+    .addOption(fileOption())
+    .option('-o, --output <dir>', 'a folder for one file per VM, or - for stdout', '-')
+    .option('--strict', 'fail (exit 1, nothing written) when anything does not carry over exactly', false)
+    .option(
+      '--artifact-base <url>',
+      'URL serving local files as URL/VM/FILE (Nomad artifacts, KubeVirt http sources)',
+    )
+    .option('--registry <registry>', 'registry for the container images KubeVirt needs (kernel boot, ISOs)')
+    .addOption(
+      new Option(
+        '--network <binding>',
+        "KubeVirt interface binding: masquerade, or the slirp plugin (qvm's addresses)",
+      )
+        .choices(['masquerade', 'slirp'])
+        .default('masquerade'),
+    )
+    .option(
+      '--ssh-key <file>',
+      "a public key (.pub) to authorize for the VMs' ssh: user; repeat for more",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .addHelpText(
+      'after',
+      `
+Output: one file per VM in -o DIR (VM.nomad.json, VM.kubevirt.yaml); on stdout the files one after the other
+(one YAML stream for kubectl; one JSON job after another for Nomad, whose job run reads one: name the VM).
+Warnings go to stderr, each naming the VM and the field.`,
+    )
+    .action(async (names: string[], opts) => {
+      const { exportCommand } = await import('./export.js');
+      setExitCode(await exportCommand(names, opts, output));
+    });
+}
+
+/** The commands that help write and read manifests: init, explain, schema, completion. */
+function helpCommands(program: Command, output: Output, setExitCode: (code: number) => void): void {
+  program
+    .command('init')
+    .description('write a commented starter manifest; never overwrites a file')
+    .addOption(new Option('-f, --file <path>', 'the manifest to write').default(DEFAULT_MANIFEST))
+    .addOption(
+      new Option(
+        '--image <name>',
+        'a development VM made from this cloud image, with cloud-init and ssh',
+      ).choices(['debian-12']),
+    )
+    .action(async (opts) => {
+      const { initCommand } = await import('./init.js');
+      setExitCode(initCommand(opts, output));
+    });
+
+  program
+    .command('explain')
+    .description(
+      'document a manifest field: description, type, default, what changing it does, its fields and examples',
+    )
+    .argument('[field]', 'a field path such as vms.ready.http, disk.size or images (default: the top level)')
+    .option('-r, --recursive', 'list every field under it, as a tree', false)
+    .action(async (field: string | undefined, opts: { recursive: boolean }) => {
+      const { explainCommand } = await import('./explain.js');
+      setExitCode(explainCommand(field, opts, output));
+    });
+
+  program
+    .command('schema')
+    .description("print the manifest's JSON Schema (this qvm's version), for editors and CI")
+    .action(async () => {
+      const { schemaCommand } = await import('./schema-cmd.js');
+      setExitCode(schemaCommand(output));
+    });
+
+  program
+    .command('completion')
+    .description('print a shell completion script: commands, options, and the VM names of the manifest')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh', 'fish']))
+    .action(async (shell: 'bash' | 'zsh' | 'fish') => {
+      const { completionCommand } = await import('./completion.js');
+      setExitCode(completionCommand(shell, output));
+    });
+}
+
 /** Runs qvm with `argv` (as process.argv) and returns the exit code. Never throws. */
 export async function main(argv: string[], output: Output = processOutput()): Promise<number> {
   let exitCode = 0;
@@ -406,6 +543,12 @@ export async function main(argv: string[], output: Output = processOutput()): Pr
     exitCode = code;
   });
   try {
+    // The completion scripts' question, answered before commander parses anything: its words are a partial
+    // command line, options included. Hidden from help.
+    if (argv[2] === '__complete') {
+      const { completeCommand } = await import('./completion.js');
+      return await completeCommand(program, argv.slice(3), output);
+    }
     await program.parseAsync(argv);
     return exitCode;
   } catch (error) {

@@ -5,6 +5,7 @@
 import { sendHmp } from '../apply/effects.js';
 import { UsageError, VmStateError } from '../errors.js';
 import type { VmSpec } from '../manifest/types.js';
+import { apiDocument } from '../model/api.js';
 import { SAVED_STATE_TAG, SNAPSHOT_TAG } from '../model/names.js';
 import { observeVm } from '../observe/observe.js';
 import { display } from '../plan/describe.js';
@@ -19,6 +20,7 @@ interface Flags {
   file: string;
   timeout: number;
   force: boolean;
+  output?: 'human' | 'json';
 }
 
 /** The VM as the snapshot verbs need it: running or not, and where to reach it. */
@@ -53,7 +55,7 @@ export async function snapshotCommand(
     socket,
     hmp: (command, timeoutMs) => sendHmp(socket, command, timeoutMs ?? flags.timeout),
   };
-  if (verb === 'list') return listSnapshots(target, output);
+  if (verb === 'list') return listSnapshots(target, flags.output === 'json', output);
   if (verb === 'save') return saveSnapshot(target, tag!, output);
   return removeSnapshot(target, tag!, flags.force, output);
 }
@@ -75,7 +77,19 @@ function diskOf(target: Target): string {
   return target.spec.disk.path;
 }
 
-async function listSnapshots(target: Target, output: Output): Promise<number> {
+/** A snapshot as `snapshot list -o json` prints it; a stopped VM's disk gives only the tags. */
+export interface SnapshotRow {
+  tag: string;
+  vmSize: string | null;
+  date: string | null;
+  vmClock: string | null;
+  /** The manifest's `snapshot:`: every start boots from it. */
+  bootsFrom: boolean;
+  /** qvm's own tag for a hibernated VM (`state: saved`). */
+  savedState: boolean;
+}
+
+async function listSnapshots(target: Target, json: boolean, output: Output): Promise<number> {
   const { spec } = target;
   const rows = target.running
     ? parseSnapshots(await target.hmp('info snapshots')).loadable.map((s) => [
@@ -85,6 +99,21 @@ async function listSnapshots(target: Target, output: Output): Promise<number> {
         s.vmClock,
       ])
     : (await imageInfo(diskOf(target), target.spec.disk!.format)).snapshots.map((name) => [name, '', '', '']);
+  if (json) {
+    const items = rows.map(
+      ([tag, vmSize, date, vmClock]): SnapshotRow => ({
+        tag: tag!,
+        vmSize: vmSize || null,
+        date: date || null,
+        vmClock: vmClock || null,
+        bootsFrom: tag === spec.snapshot,
+        savedState: tag === SAVED_STATE_TAG,
+      }),
+    );
+    const document = apiDocument('SnapshotList', { vm: spec.name, running: target.running, items });
+    writeLine(output.out, JSON.stringify(document, null, 2));
+    return 0;
+  }
   if (rows.length === 0) {
     writeLine(output.out, `${spec.name} has no snapshots.`);
     return 0;

@@ -1,7 +1,9 @@
 /** `qvm status`: one row per VM of the manifest, and any running VM of its namespace it no longer lists. */
 
 import { sendHmp } from '../apply/effects.js';
+import { guestAddresses, withAgent } from '../guest/agent.js';
 import type { Manifest } from '../manifest/types.js';
+import { apiDocument } from '../model/api.js';
 import { isLoopback } from '../model/forward.js';
 import { SAVED_STATE_TAG } from '../model/names.js';
 import { formatDuration } from '../model/units.js';
@@ -26,6 +28,8 @@ export interface StatusRow {
   adopted: boolean;
   /** Forwards reachable from other machines (not on a loopback address). */
   exposed: string[];
+  /** For a running VM with `agent: true`: whether its agent answered, and the guest's IP addresses. */
+  agent?: { connected: boolean; addresses: string[] };
   error?: string;
 }
 
@@ -60,6 +64,7 @@ export function statusRows(
   observation: Observation,
   nowMs: number,
   readiness: ReadonlyMap<string, boolean> = new Map(),
+  agents: ReadonlyMap<string, StatusRow['agent']> = new Map(),
 ): StatusRow[] {
   const row = (vm: ObservedVm, inManifest: boolean): StatusRow => {
     const forwards = vm.state === 'running' ? vm.forwards : [];
@@ -78,6 +83,7 @@ export function statusRows(
       inManifest,
       adopted: vm.adopted,
       exposed: forwards.filter((f) => !isLoopback(f.hostAddress)).map(describe),
+      ...(agents.get(vm.name) ? { agent: agents.get(vm.name)! } : {}),
       ...(vm.state === 'unknown' ? { error: vm.error } : {}),
     };
   };
@@ -88,12 +94,29 @@ export function statusRows(
 }
 
 export function renderStatus(rows: StatusRow[], color: Output['color']): string {
-  const header = ['NAME', 'STATE', 'READY', 'PID', 'FORWARDS', 'SNAPSHOTS', 'UPTIME'];
+  // The agent's columns only when some VM has an agent: other tables stay as they were.
+  const agents = rows.some((r) => r.agent);
+  const header = [
+    'NAME',
+    'STATE',
+    'READY',
+    'PID',
+    ...(agents ? ['AGENT', 'ADDRESSES'] : []),
+    'FORWARDS',
+    'SNAPSHOTS',
+    'UPTIME',
+  ];
   const table = rows.map((r) => [
     r.name + (r.inManifest ? '' : ' (not in manifest)') + (r.adopted ? ' (adopted)' : ''),
     r.state,
     r.ready === null ? '-' : r.ready ? 'yes' : 'no',
     r.pid === null ? '-' : String(r.pid),
+    ...(agents
+      ? [
+          r.agent ? (r.agent.connected ? 'yes' : 'no') : '-',
+          r.agent?.addresses.length ? r.agent.addresses.join(', ') : '-',
+        ]
+      : []),
     r.forwards.length ? r.forwards.map((f) => (r.exposed.includes(f) ? `${f}!` : f)).join(', ') : '-',
     r.snapshots.length ? r.snapshots.join(', ') : '-',
     r.uptimeMs === null ? '-' : formatDuration(Math.floor(r.uptimeMs / 1000) * 1000),
@@ -109,6 +132,22 @@ export function renderStatus(rows: StatusRow[], color: Output['color']): string 
     out.push(color.yellow('! marks a forward exposed beyond this machine (not on 127.0.0.1).'));
   for (const r of rows) if (r.error) out.push(color.red(`${r.name}: ${r.error}`));
   return `${out.join('\n')}\n`;
+}
+
+/** Whether the VM's agent answers, and the guest's addresses (IPv4 first), within the timeout. */
+async function agentStatus(socket: string, timeoutMs: number): Promise<StatusRow['agent']> {
+  try {
+    const interfaces = await withAgent(socket, (agent) => guestAddresses(agent, timeoutMs), {
+      syncTimeoutMs: Math.min(timeoutMs, 2000),
+    });
+    const addresses = interfaces.flatMap((i) => i.addresses);
+    return {
+      connected: true,
+      addresses: [...addresses.filter((a) => !a.includes(':')), ...addresses.filter((a) => a.includes(':'))],
+    };
+  } catch {
+    return { connected: false, addresses: [] };
+  }
 }
 
 export async function statusCommand(
@@ -127,12 +166,26 @@ export async function statusCommand(
       const socket = spec.monitor ?? vmPaths(namespace, spec.name).qmp;
       const result = await probeOnce(spec.ready, {
         usernet: () => sendHmp(socket, 'info usernet', flags.timeout),
+        agentSocket: vmPaths(namespace, spec.name).agent,
       });
       readiness.set(spec.name, result.ready);
     }),
   );
-  const rows = statusRows(manifest, observation, Date.now(), readiness);
-  if (flags.output === 'json') writeLine(output.out, JSON.stringify(rows, null, 2));
+  // After the probes: the agent serves one client at a time.
+  const agents = new Map<string, StatusRow['agent']>();
+  await Promise.all(
+    manifest.vms.map(async (spec) => {
+      const vm = observation.vms.get(spec.name);
+      if (!spec.agent || vm?.state !== 'running' || vm.runstate !== 'running') return;
+      agents.set(spec.name, await agentStatus(vmPaths(namespace, spec.name).agent, flags.timeout));
+    }),
+  );
+  const rows = statusRows(manifest, observation, Date.now(), readiness, agents);
+  if (flags.output === 'json')
+    writeLine(
+      output.out,
+      JSON.stringify(apiDocument('StatusList', { manifest: flags.file, items: rows }), null, 2),
+    );
   else output.out.write(renderStatus(rows, output.color));
   return 0;
 }

@@ -59,7 +59,7 @@ async function prepareVm(spec: VmSpec, namespace: Namespace): Promise<VmSpec> {
       ...(spec.ready?.kind === 'ssh' ? { ready: { ...spec.ready, access } } : {}),
     };
   }
-  const seed = buildSeed(spec.name, spec.cloudInit, provision);
+  const seed = buildSeed(spec.name, spec.cloudInit, provision, spec.mounts);
   writeSeed(paths, seed);
   return { ...prepared, seed: { dir: seedDir(paths, seed.instanceId), instanceId: seed.instanceId } };
 }

@@ -2,6 +2,8 @@
  * The defaults step: a checked VM document to the VmSpec the rest of qvm uses. Pure, and only run on VMs every
  * checker passed, so it can trust what it reads.
  */
+import { homedir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseHostfwd } from '../model/forward.js';
 import { parseDuration, parseMemoryMiB, parseSize } from '../model/units.js';
@@ -9,10 +11,13 @@ import type { VmDocument } from './document.js';
 import { readTextOrFile } from './text.js';
 import {
   type CloudInitSpec,
+  type DataDiskSpec,
   DEFAULTS,
   type DiskSpec,
+  type DisplaySpec,
   type ForwardSpec,
   type ImageSpec,
+  type MountSpec,
   type ReadySpec,
   type VmSpec,
 } from './types.js';
@@ -33,6 +38,10 @@ const RESTART_CLASS_FIELDS = [
   'nic',
   'accel',
   'args',
+  'agent',
+  'mounts',
+  'disks',
+  'display',
 ] as const;
 
 /** The VM's forwards that parse, with the loopback default filled in; unparsable rules are a checker's finding. */
@@ -83,6 +92,7 @@ function readyOf(doc: VmDocument, forwards: ForwardSpec[]): ReadySpec | undefine
   if (r === undefined) return undefined;
   const timeoutMs = r.timeout === undefined ? DEFAULTS.readyTimeoutMs : parseDuration(r.timeout)!;
   if (r.ssh) return { kind: 'ssh', timeoutMs };
+  if (r.agent) return { kind: 'agent', timeoutMs };
   const port = r.tcp ?? r.http!.port;
   const forward = readyForward(forwards, port)!;
   // A forward on every interface is probed on loopback.
@@ -90,6 +100,45 @@ function readyOf(doc: VmDocument, forwards: ForwardSpec[]): ReadySpec | undefine
   return r.tcp !== undefined
     ? { kind: 'tcp', host, port, timeoutMs }
     : { kind: 'http', host, port, path: r.http!.path ?? '/', status: r.http!.status ?? 200, timeoutMs };
+}
+
+/** A data disk's default serial: its file name without the extension, cut to the 20 bytes virtio-blk keeps. */
+export function defaultSerial(diskPath: string): string {
+  const base = path.basename(diskPath).replace(/\.[^.]*$/, '') || 'disk';
+  return base.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 20);
+}
+
+function dataDisksOf(doc: VmDocument): DataDiskSpec[] {
+  return (doc.raw.disks ?? []).map((d, index) => ({
+    path: doc.resolve(d.path),
+    format: d.format ?? 'qcow2',
+    ...(d.size ? { sizeBytes: parseSize(d.size)! } : {}),
+    serial: d.serial ?? defaultSerial(d.path),
+    index,
+  }));
+}
+
+function mountsOf(doc: VmDocument): MountSpec[] {
+  return (doc.raw.mounts ?? []).map((m, index) => ({
+    host: expandHome(m.host, doc),
+    guest: m.guest.replace(/(.)\/+$/, '$1'),
+    writable: m.writable ?? false,
+    tag: `qvm${index}`,
+    index,
+  }));
+}
+
+/** `~/x` is in the user's home folder (as a shell would say); anything else is relative to the manifest. */
+function expandHome(p: string, doc: VmDocument): string {
+  if (p === '~' || p.startsWith('~/')) return path.join(homedir(), p.slice(1));
+  return doc.resolve(p);
+}
+
+function displayOf(doc: VmDocument): DisplaySpec | undefined {
+  const d = doc.raw.display;
+  if (d === undefined) return undefined;
+  if (d === 'vnc') return { kind: 'vnc-socket' };
+  return { kind: 'vnc-tcp', address: d.vnc.address ?? DEFAULTS.forwardAddress, port: d.vnc.port };
 }
 
 /** The image a VM names: a catalogue entry or an inline source (downloads), else a local file's path. */
@@ -140,6 +189,10 @@ export function toVmSpec(doc: VmDocument): VmSpec {
     ...(raw.ssh !== undefined
       ? { ssh: { user: raw.ssh.user, ...(raw.ssh.port !== undefined ? { port: raw.ssh.port } : {}) } }
       : {}),
+    agent: raw.agent ?? false,
+    mounts: mountsOf(doc),
+    dataDisks: dataDisksOf(doc),
+    ...optional('display', displayOf(doc)),
     ...(raw.cdrom !== undefined ? { cdrom: doc.resolve(raw.cdrom) } : {}),
     ...(raw.kernel !== undefined ? { kernel: doc.resolve(raw.kernel) } : {}),
     ...(raw.initrd !== undefined ? { initrd: doc.resolve(raw.initrd) } : {}),

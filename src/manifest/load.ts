@@ -1,9 +1,24 @@
 /**
  * Reading a manifest: YAML text to a plain value, keeping positions so every later problem can be located.
  * Loading does not validate; it only reports what stops the text from being a YAML document at all.
+ *
+ * YAML merge keys (`<<: *base`, YAML 1.1's templates, which docker compose files use too) are resolved here,
+ * and `locate` follows them and aliases: a value a VM inherits is located where it is written, in the anchor.
  */
 import { readFile } from 'node:fs/promises';
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseAllDocuments,
+  visit,
+} from 'yaml';
 import type { Diagnostic } from '../errors.js';
 import type { FieldPath } from '../model/field-path.js';
 
@@ -56,7 +71,12 @@ export async function loadYamlFile(file: string, displayName = file): Promise<Lo
 /** Parses YAML text, keeping where every node is. */
 export function parseYaml(text: string, file: string): LoadedYaml {
   const lineCounter = new LineCounter();
-  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const documents = parseAllDocuments(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: true,
+    merge: true,
+  });
   const diagnostics: Diagnostic[] = [];
   const at = (offset: number) => {
     const { line, col } = lineCounter.linePos(offset);
@@ -80,6 +100,15 @@ export function parseYaml(text: string, file: string): LoadedYaml {
     });
   }
   const doc = docs[0];
+  if (doc && diagnostics.length === 0) {
+    for (const node of badMergeSources(doc)) {
+      diagnostics.push({
+        file,
+        ...at(node.range?.[0] ?? doc.range[0]),
+        message: 'YAML: a merge key (<<) takes a mapping, an alias of one, or a list of them',
+      });
+    }
+  }
   let value: unknown;
   if (doc && diagnostics.length === 0) {
     try {
@@ -96,30 +125,96 @@ export function parseYaml(text: string, file: string): LoadedYaml {
 
   const locate = (path: FieldPath, options?: { key?: boolean }): SourcePosition | undefined => {
     if (!doc?.contents) return undefined;
-    let node: Node | null = doc.contents as Node;
+    let node: Node | null = deref(doc.contents as Node, doc);
     let keyNode: Node | null = null;
     for (const part of path) {
       let next: Node | null = null;
       keyNode = null;
       if (isMap(node)) {
-        for (const item of node.items) {
-          if (isPair(item) && isScalar(item.key) && keyText(item.key.value) === String(part)) {
-            next = (item.value as Node | null) ?? (item.key as Node);
-            keyNode = item.key as Node;
-            break;
-          }
+        const pair = findPair(node, String(part), doc);
+        if (pair) {
+          next = (pair.value as Node | null) ?? (pair.key as Node);
+          keyNode = pair.key as Node;
         }
       } else if (isSeq(node) && typeof part === 'number') {
         next = (node.items[part] as Node | undefined) ?? null;
       }
       if (!next) break;
-      node = next;
+      node = deref(next, doc);
     }
     const target = options?.key && keyNode ? keyNode : node;
     return target?.range ? at(target.range[0]) : undefined;
   };
 
   return { file, text, value, diagnostics, locate };
+}
+
+/** The node an alias stands for (the anchored node), or the node itself. */
+function deref(node: Node, doc: Document): Node {
+  for (let hops = 0; isAlias(node) && hops < 100; hops++) {
+    const target = node.resolve(doc);
+    if (!target) break;
+    node = target;
+  }
+  return node;
+}
+
+/** A merge key: `<<` written plain (a quoted "<<" is an ordinary key). */
+function isMergePair(pair: Pair): boolean {
+  return isScalar(pair.key) && typeof pair.key.value === 'symbol';
+}
+
+/** The mappings a merge key's value names: one mapping, or a list of them, each possibly an alias. */
+function mergeSources(pair: Pair, doc: Document): Node[] {
+  const value = deref(pair.value as Node, doc);
+  return isSeq(value) ? value.items.map((item) => deref(item as Node, doc)) : [value];
+}
+
+/**
+ * The pair of a mapping with this key, as the parsed value sees it: the mapping's own key first, else the
+ * first merged mapping that has it (YAML's merge rule: own keys win, earlier sources before later ones).
+ */
+function findPair(map: Node, key: string, doc: Document, depth = 0): Pair | undefined {
+  if (!isMap(map) || depth > 100) return undefined;
+  for (const item of map.items) {
+    if (isPair(item) && !isMergePair(item) && isScalar(item.key) && keyText(item.key.value) === key)
+      return item;
+  }
+  for (const item of map.items) {
+    if (!isPair(item) || !isMergePair(item)) continue;
+    for (const source of mergeSources(item, doc)) {
+      const found = findPair(source, key, doc, depth + 1);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/** Merge keys whose value is not a mapping (or an alias of one, or a list of them): the nodes at fault. */
+function badMergeSources(doc: Document): Node[] {
+  const bad: Node[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      if (!isMergePair(pair as Pair)) return;
+      const value = pair.value as Node | null;
+      if (!value) {
+        bad.push(pair.key as Node);
+        return;
+      }
+      const resolved = deref(value, doc);
+      // An alias to no anchor is reported on its own when the document is converted.
+      if (isAlias(resolved)) return;
+      const items = isSeq(resolved) ? (resolved.items as Node[]) : [resolved];
+      const wrong = items.filter((item) => {
+        const source = deref(item, doc);
+        return !isAlias(source) && !isMap(source);
+      });
+      if (wrong.length === 0) return;
+      // Where the user wrote the merge: the value itself, or the wrong items of a list written in place.
+      bad.push(...(isSeq(value) ? wrong : [value]));
+    },
+  });
+  return bad;
 }
 
 /** A mapping key as the parsed value has it: the yaml library turns a null key (`null:`, `~:`) into "". */

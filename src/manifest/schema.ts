@@ -7,10 +7,11 @@ import type { ErrorObject } from 'ajv';
 import type { Diagnostic } from '../errors.js';
 import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
+import { SCHEMA_URL } from './schema-fields.js';
 import { validate as generated } from './schema-validator.generated.js';
 
-/** The schema file, shipped beside the code (for editors; qvm itself runs the generated validator). */
-export const SCHEMA_URL = new URL('../../schemas/qvm.schema.json', import.meta.url);
+/** The schema file, shipped beside the code (for editors, `qvm explain` and `qvm schema`). */
+export { SCHEMA_URL };
 
 /**
  * Ajv's standalone validator: compiled from the schema with allErrors and verbose (every error, each with its

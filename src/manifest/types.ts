@@ -36,6 +36,10 @@ export interface RawVm {
   image?: string | RawImageSource;
   cloudInit?: { userData?: RawTextOrFile; networkConfig?: RawTextOrFile };
   ssh?: { user: string; port?: number };
+  agent?: boolean;
+  mounts?: { host: string; guest: string; writable?: boolean }[];
+  disks?: { path: string; size?: string; format?: DiskFormat; serial?: string }[];
+  display?: 'vnc' | { vnc: { port: number; address?: string } };
   memory?: string | number;
   cpus?: number;
   disk?:
@@ -56,6 +60,7 @@ export interface RawVm {
   restart?: RestartPolicy;
   ready?: {
     ssh?: true;
+    agent?: true;
     tcp?: number;
     http?: { port: number; path?: string; status?: number };
     timeout?: string | number;
@@ -71,6 +76,7 @@ export type ReadySpec = (
       /** Filled in when qvm prepares the VM's SSH access (guest/prepare.ts); never by the manifest. */
       access?: SshAccess;
     }
+  | { kind: 'agent' }
 ) & { timeoutMs: number };
 
 /** Where a VM's disk image comes from: a download pinned by digest, or a local image file. */
@@ -121,6 +127,32 @@ export interface DiskSpec {
   backingFormat?: DiskFormat;
 }
 
+/** A data disk (`disks:`), attached after the OS disk. */
+export interface DataDiskSpec {
+  path: string;
+  format: DiskFormat;
+  sizeBytes?: number;
+  /** What the guest sees as the disk's serial (/dev/disk/by-id/virtio-SERIAL). */
+  serial: string;
+  /** Index in the VM's `disks` list, for locating plan errors. */
+  index: number;
+}
+
+/** A host folder shared with the guest over virtio-9p. */
+export interface MountSpec {
+  /** The host folder, absolute. */
+  host: string;
+  /** Where the guest mounts it. */
+  guest: string;
+  writable: boolean;
+  /** The 9p mount tag the guest mounts it by: qvm0, qvm1, ... in list order. */
+  tag: string;
+  index: number;
+}
+
+/** Where the VM's screen is served: VNC on a unix socket in the runtime folder, or on a TCP port. */
+export type DisplaySpec = { kind: 'vnc-socket' } | { kind: 'vnc-tcp'; address: string; port: number };
+
 /** A forward and where the manifest declared it, so plan errors about it can be located. */
 export interface ForwardSpec extends HostForward {
   /** Index in the VM's `forwards` list; -1 for the forward qvm adds for `ssh:`. */
@@ -137,6 +169,11 @@ export interface VmSpec {
   ssh?: SshSpec;
   /** Made by qvm from cloudInit and ssh before planning; undefined in a manifest fresh from validation. */
   seed?: SeedSpec;
+  /** A qemu-guest-agent channel. */
+  agent: boolean;
+  mounts: MountSpec[];
+  dataDisks: DataDiskSpec[];
+  display?: DisplaySpec;
   cdrom?: string;
   kernel?: string;
   initrd?: string;

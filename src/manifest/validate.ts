@@ -9,6 +9,7 @@ import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import { checkMonitorClaims } from './checks/adopted.js';
 import { checkManagedOptions, checkSnapshotDrives } from './checks/args.js';
 import { checkKernelBoot } from './checks/boot.js';
+import { checkDevices } from './checks/devices.js';
 import { checkDiskClaims, checkDiskFormat } from './checks/disks.js';
 import { checkForwardCollisions, checkForwardRules } from './checks/forwards.js';
 import { checkCloudInit, checkImage, checkSsh, unpinned } from './checks/guest.js';
@@ -17,6 +18,7 @@ import { checkReady } from './checks/ready.js';
 import { checkSnapshotNeeds } from './checks/snapshots.js';
 import { toVmSpec } from './defaults.js';
 import { located, type ManifestCheck, type VmCheck, type VmDocument, vmDocuments } from './document.js';
+import { withDefaults, withoutInheritedRepeats } from './inherit.js';
 import type { LoadedYaml, SourcePosition } from './load.js';
 import { schemaDiagnostics } from './schema.js';
 import type { Manifest, RawImageSource } from './types.js';
@@ -30,6 +32,7 @@ const VM_CHECKS: VmCheck[] = [
   checkSnapshotDrives,
   checkDiskFormat,
   checkReady,
+  checkDevices,
   checkLimits,
   checkImage,
   checkCloudInit,
@@ -58,7 +61,9 @@ export function checkManifest(loaded: LoadedYaml, dir: string): CheckResult {
  * Checks several documents as one manifest (a folder of them), and names it `file`. The manifest exists only
  * when nothing at all is wrong.
  */
-export function checkDocuments(loadeds: LoadedYaml[], dir: string, file: string): CheckResult {
+export function checkDocuments(files: LoadedYaml[], dir: string, file: string): CheckResult {
+  // `defaults:` goes under every VM first, so the schema and the checkers see each VM as it is meant.
+  const loadeds = files.map(withDefaults);
   const diagnostics: Diagnostic[] = [];
   const checked: { loaded: LoadedYaml; schema: Diagnostic[] }[] = [];
   for (const loaded of loadeds) {
@@ -72,7 +77,7 @@ export function checkDocuments(loadeds: LoadedYaml[], dir: string, file: string)
       continue;
     }
     const schema = schemaDiagnostics(loaded);
-    diagnostics.push(...schema);
+    diagnostics.push(...withoutInheritedRepeats(schema));
     checked.push({ loaded, schema });
   }
   const catalog = imageCatalog(checked, diagnostics);

@@ -241,6 +241,9 @@ export async function observeVm(
   const pidfile = checkPidfile(paths.pidfile);
   if (pidfile.kind !== 'ours') {
     const disk = spec?.disk ? await observeDisk(spec.disk.path, spec.disk.format, paths) : undefined;
+    const dataDisks = await Promise.all(
+      (spec?.dataDisks ?? []).map((d) => observeDisk(d.path, d.format, paths)),
+    );
     // The image matters when the disk is still to be made, or when the base it was made from is gone.
     const needed =
       disk !== undefined &&
@@ -256,6 +259,7 @@ export async function observeVm(
       ...common,
       state: 'stopped',
       ...(disk ? { disk } : {}),
+      ...(dataDisks.length ? { dataDisks } : {}),
       ...(image ? { image } : {}),
       ...(stale ? { stale } : {}),
     };
@@ -287,6 +291,16 @@ async function observeRunning(
     const diskPath = spec?.disk?.path ?? launch?.launch.disk?.path;
     const format = spec?.disk?.format ?? launch?.launch.disk?.format ?? 'qcow2';
     const disk = diskPath ? await observeDisk(diskPath, format, paths, diskBlock) : undefined;
+    const dataDisks = await Promise.all(
+      (spec?.dataDisks ?? []).map((d, i) =>
+        observeDisk(
+          d.path,
+          d.format,
+          paths,
+          blocks.find((b) => b.device === `data${i}`),
+        ),
+      ),
+    );
     const ioError = blocks.find((b) => b.ioStatus !== undefined && b.ioStatus !== 'ok');
     return {
       name,
@@ -301,6 +315,7 @@ async function observeRunning(
       forwards,
       snapshots: loadableSnapshots(blocks),
       ...(disk ? { disk } : {}),
+      ...(dataDisks.length ? { dataDisks } : {}),
       ...(ioError ? { ioError: ioErrorOf(ioError) } : {}),
     };
   } finally {

@@ -49,6 +49,8 @@ interface Common {
   /** Started outside qvm and reached through `monitor:` in the manifest. */
   adopted: boolean;
   disk?: DiskState;
+  /** The VM's data disks (`disks:`), in manifest order. */
+  dataDisks?: DiskState[];
   /** The VM's `image:`, when it has one and its disk is still to be made. */
   image?: ImageState;
   /** qvm's record that it hibernated this VM (state: saved), if there is one. */

@@ -97,7 +97,7 @@ function startText(change: StartChange, baseDir: string): string {
     );
   }
   if (change.bootFrom?.kind === 'snapshot') details.push(`from snapshot ${change.bootFrom.tag}`);
-  details.push(...stepDetails(change));
+  details.push(...stepDetails(change, baseDir));
   if (change.sshAt) details.push(`ssh on ${change.sshAt.host}:${change.sshAt.port}`);
   for (const f of change.forwards.filter((f) => f.exposed)) {
     details.push(
@@ -125,13 +125,17 @@ function mebibytes(bytes: number): string {
 }
 
 /** The disk and warm-snapshot steps a start will take, in plan words. */
-function stepDetails(change: StartSteps): string[] {
+function stepDetails(change: StartSteps, baseDir: string): string[] {
   const out: string[] = [];
   if (change.resizeDisk) {
     out.push(
       `grows the disk ${formatSize(change.resizeDisk.fromBytes)} -> ${formatSize(change.resizeDisk.toBytes)}`,
     );
   }
+  for (const d of change.createDataDisks ?? [])
+    out.push(`creates data disk ${display(baseDir, d.path)}, ${formatSize(d.sizeBytes!)}`);
+  for (const g of change.growDataDisks ?? [])
+    out.push(`grows ${display(baseDir, g.path)} ${formatSize(g.fromBytes)} -> ${formatSize(g.toBytes)}`);
   for (const drop of change.dropSnapshots ?? []) {
     if (drop.tag === change.staleSnapshot?.tag) continue; // said by "is stale" below
     out.push(drop.tag === SAVED_STATE_TAG ? 'drops the saved state' : `drops snapshot ${drop.tag}`);

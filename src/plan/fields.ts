@@ -29,6 +29,27 @@ const FIELD_DISPLAY: Record<string, { field: string; show: (value: unknown, base
   seed: { field: 'cloud-init seed', show: (v) => (v === undefined ? '(none)' : 'set') },
   args: { field: 'args', show: (v) => JSON.stringify(v) },
   devices: { field: 'devices', show: (v) => (v === 'nodefaults' ? 'lean (-nodefaults)' : String(v)) },
+  agent: { field: 'agent', show: (v) => (v ? 'true' : 'false') },
+  mounts: {
+    field: 'mounts',
+    show: (v, dir) =>
+      (v as { host: string; readonly: boolean }[] | undefined)
+        ?.map((m) => `${display(dir, m.host)}${m.readonly ? '' : ' (writable)'}`)
+        .join(', ') ?? '(none)',
+  },
+  dataDisks: {
+    field: 'disks',
+    show: (v, dir) =>
+      (v as { path: string }[] | undefined)?.map((d) => display(dir, d.path)).join(', ') ?? '(none)',
+  },
+  display: {
+    field: 'display',
+    show: (v) => {
+      const d = v as { vnc: 'socket' } | { vnc: 'tcp'; address: string; port: number } | undefined;
+      if (!d) return '(none)';
+      return d.vnc === 'socket' ? 'vnc' : `vnc ${d.address}:${d.port}`;
+    },
+  },
 };
 
 const PATH_FIELDS = new Set(['cdrom', 'kernel', 'initrd']);
@@ -36,7 +57,7 @@ const PATH_FIELDS = new Set(['cdrom', 'kernel', 'initrd']);
 function show(key: string, value: unknown, baseDir: string): string {
   if (value === undefined) {
     if (key === 'devices') return "QEMU's defaults"; // a launch by a qvm older than the lean device set
-    return key === 'append' ? '""' : '(none)';
+    return key === 'append' ? '""' : key === 'agent' ? 'false' : '(none)';
   }
   const custom = FIELD_DISPLAY[key];
   if (custom) return custom.show(value, baseDir);

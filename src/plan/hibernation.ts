@@ -6,10 +6,12 @@
  * on the disk without a record (an interrupted save, a kill after a resume) is never loaded; the user drops
  * it (`apply --discard-saved-state`) or qvm removes it while the VM runs.
  */
+
 import { SAVED_STATE_TAG } from '../model/names.js';
 import type { DiskState, ObservedVm } from '../observe/types.js';
 import type { VmPlanning } from './context.js';
 import { fieldChanges } from './fields.js';
+import { clockSync } from './guest.js';
 import { launchSpec } from './launch.js';
 import type { StartSteps } from './types.js';
 
@@ -68,6 +70,6 @@ export function hibernationSteps(
   }
   return {
     bootFrom: { tag: SAVED_STATE_TAG, kind: 'saved-state' },
-    ...(spec.ssh?.access ? { syncClock: spec.ssh.access } : {}),
+    ...clockSync(ctx),
   };
 }

@@ -27,6 +27,21 @@ export function launchSpec(
     ...(spec.initrd !== undefined ? { initrd: spec.initrd } : {}),
     ...(spec.append !== undefined ? { append: spec.append } : {}),
     ...(spec.seed ? { seed: spec.seed } : {}),
+    ...(spec.agent ? { agent: true as const } : {}),
+    ...(spec.mounts.length
+      ? { mounts: spec.mounts.map((m) => ({ host: m.host, tag: m.tag, readonly: !m.writable })) }
+      : {}),
+    ...(spec.dataDisks.length
+      ? { dataDisks: spec.dataDisks.map((d) => ({ path: d.path, format: d.format, serial: d.serial })) }
+      : {}),
+    ...(spec.display
+      ? {
+          display:
+            spec.display.kind === 'vnc-socket'
+              ? { vnc: 'socket' as const }
+              : { vnc: 'tcp' as const, address: spec.display.address, port: spec.display.port },
+        }
+      : {}),
     args: spec.args,
     ...(bootFrom ? { loadvm: bootFrom.tag } : {}),
   };

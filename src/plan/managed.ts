@@ -7,9 +7,11 @@ import { formatSize } from '../model/units.js';
 import type { RunningVm, StoppedVm } from '../observe/types.js';
 import { NETDEV_ID, restartRelevantArgs } from '../qemu/argv.js';
 import type { VmPlanning } from './context.js';
+import { runningDataDiskGrowth } from './data-disks.js';
 import { display } from './describe.js';
 import { fieldChanges } from './fields.js';
 import { forwardUpdate, withoutConflicts } from './forwards.js';
+import { guestSteps } from './guest.js';
 import { launchOf, launchSpec, planned } from './launch.js';
 import { diskGrowth, prepareStart } from './start.js';
 import type { StartReason, StopChange, UpdateChange } from './types.js';
@@ -55,6 +57,7 @@ export function planManaged(ctx: VmPlanning): void {
       tag: SAVED_STATE_TAG,
       disk: spec.disk!.path,
       ...(running.launch ? { launch: running.launch.launch } : {}),
+      ...guestSteps(ctx),
     });
     return;
   }
@@ -161,7 +164,8 @@ function planRunning(ctx: VmPlanning, running: RunningVm, stray: ReturnType<type
     spec.snapshot !== undefined && spec.ready !== undefined && ctx.options.refreshSnapshots === true;
   const growth = diskGrowth(ctx, running.disk);
   if (growth === null) return;
-  if (!argsDiffer && !stuck && !refresh && !growth) {
+  const dataGrowth = runningDataDiskGrowth(ctx, running.dataDisks);
+  if (!argsDiffer && !stuck && !refresh && !growth && dataGrowth.length === 0) {
     const forwards = withoutConflicts(spec, observation, ctx.problem);
     const update = forwardUpdate(spec, running, paths.qmp, NETDEV_ID, forwards);
     if (update || stray.forgetSavedState)
@@ -186,6 +190,11 @@ function planRunning(ctx: VmPlanning, running: RunningVm, stray: ReturnType<type
       ...(growth
         ? [{ field: 'disk size', from: formatSize(growth.fromBytes), to: formatSize(growth.toBytes) }]
         : []),
+      ...dataGrowth.map((g) => ({
+        field: `size of ${display(ctx.manifest.dir, g.path)}`,
+        from: formatSize(g.fromBytes),
+        to: formatSize(g.toBytes),
+      })),
     ],
     ...(stuck ? { stuckIn: stuck } : {}),
     skipPowerOff: stuck !== undefined,

@@ -5,6 +5,7 @@
 import { structuredPatch } from 'diff';
 import pc from 'picocolors';
 import { formatDiagnostic } from '../errors.js';
+import { apiDocument } from '../model/api.js';
 import { argvLines, QEMU_SYSTEM } from '../qemu/argv.js';
 import { changeSymbol, describeChange, forwardText } from './describe.js';
 import type { Plan, PlanLocation } from './types.js';
@@ -114,7 +115,7 @@ function argvDiff(before: string[], after: string[], c: Colors): string[] {
   return lines;
 }
 
-/** The plan as JSON for scripts: the same data, plus the summary. */
+/** The plan as JSON for scripts (`kind: Plan` of qvm/v1): the same data, plus the summary. */
 export function planJson(plan: Plan): object {
-  return { formatVersion: 2, summary: summarize(plan), ...plan };
+  return apiDocument('Plan', { summary: summarize(plan), ...plan });
 }

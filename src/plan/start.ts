@@ -4,13 +4,16 @@
  * warm snapshot). Every reason a start cannot happen is a located problem, and then there is no start.
  */
 
+import { statSync } from 'node:fs';
 import { formatMemory, formatSize } from '../model/units.js';
 import type { DiskState, ImageState, ObservedVm } from '../observe/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
 import type { DiskCreation } from '../qemu/img.js';
 import type { VmPlanning } from './context.js';
+import { dataDiskSteps } from './data-disks.js';
 import { display } from './describe.js';
 import { fieldChanges } from './fields.js';
+import { clockSync, guestSteps } from './guest.js';
 import { hibernationSteps } from './hibernation.js';
 import { checkDiskImage, diskFromImage } from './image.js';
 import { launchSpec } from './launch.js';
@@ -45,16 +48,20 @@ export function diskGrowth(ctx: VmPlanning, disk: DiskState | undefined): StartS
 
 /** Everything a fresh process needs, or undefined (with problems reported) when it cannot start. */
 export function prepareStart(ctx: VmPlanning, observed: ObservedVm): PreparedStart | undefined {
-  if (!hostCanRun(ctx) || !portsFree(ctx)) return undefined;
+  if (!hostCanRun(ctx) || !portsFree(ctx) || !mountSourcesExist(ctx)) return undefined;
   const disk = observed.disk;
   const diskSteps = prepareDisk(ctx, disk, observed.image);
   if (!diskSteps) return undefined;
+  const dataSteps = dataDiskSteps(ctx, observed.dataDisks);
+  if (!dataSteps) return undefined;
   const boot = bootSource(ctx, observed, disk);
   if (!boot) return undefined;
   const { spec } = ctx;
   return {
     ...diskSteps,
+    ...dataSteps,
     ...boot,
+    ...guestSteps(ctx),
     ...(spec.disk ? { diskFormat: spec.disk.format } : {}),
     ...(spec.ready ? { ready: spec.ready } : {}),
     ...(spec.ssh?.access ? { sshAt: { host: spec.ssh.access.host, port: spec.ssh.access.port } } : {}),
@@ -78,6 +85,29 @@ function hostCanRun(ctx: VmPlanning): boolean {
     return false;
   }
   return true;
+}
+
+/** QEMU fails to start on a missing share folder: each is a problem at its mount, before anything starts. */
+function mountSourcesExist(ctx: VmPlanning): boolean {
+  let ok = true;
+  for (const m of ctx.spec.mounts) {
+    let why: string | undefined;
+    try {
+      if (!statSync(m.host).isDirectory()) why = 'is not a folder';
+    } catch (error) {
+      why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : (error as Error).message;
+    }
+    if (why) {
+      ctx.problem(
+        `${display(ctx.manifest.dir, m.host)} ${why}; create it or fix the path`,
+        'mounts',
+        m.index,
+        'host',
+      );
+      ok = false;
+    }
+  }
+  return ok;
 }
 
 /** A start needs every host port of its forwards free: each taken one is a problem at its forward. */
@@ -199,7 +229,7 @@ function bootSource(
         ...hibernation,
         bootFrom: { tag: spec.snapshot, kind: 'snapshot' },
         // The guest's clock resumes at the time of the save: set it once the VM answers.
-        ...(spec.ssh?.access ? { syncClock: spec.ssh.access } : {}),
+        ...clockSync(ctx),
       };
     // QEMU would load the snapshot into the new configuration and the guest would carry on with what it had
     // (an old seed, a different device set): never resume it. A warm one is made anew; any other is the user's.

@@ -63,6 +63,9 @@ export interface ImageFetch {
   sizeBytes?: number;
 }
 
+/** How the guest's clock is set after a resume: through its agent (exact), else over SSH with sudo. */
+export type ClockSync = { agent: string } | { ssh: SshAccess };
+
 /** The steps around starting a process, in the order apply takes them. */
 export interface StartSteps {
   /** Before the start: download the VM's image into the cache (the disk is then made from it). */
@@ -73,6 +76,10 @@ export interface StartSteps {
   imageLabel?: string;
   /** Before the start: grow the disk to the manifest's size (qemu-img resize; never shrinks). */
   resizeDisk?: { path: string; fromBytes: number; toBytes: number };
+  /** Before the start: create the missing data disks (`disks:`). */
+  createDataDisks?: (DiskCreation & { format: string })[];
+  /** Before the start: grow data disks to their manifest size. */
+  growDataDisks?: { path: string; format: string; fromBytes: number; toBytes: number }[];
   /**
    * Before the start: delete these snapshots from the disk (`apply --refresh-snapshot`, a discarded or stray
    * hibernation snapshot).
@@ -90,8 +97,13 @@ export interface StartSteps {
   staleSnapshot?: { tag: string; why: string };
   /** Display only: where `qvm ssh` reaches the VM (its loopback forward to port 22). */
   sshAt?: { host: string; port: number };
-  /** After a resume from a snapshot: set the guest's clock (which stopped when it was taken) over this SSH access. */
-  syncClock?: SshAccess;
+  /** After a resume: set the guest's clock (which stood still while the snapshot waited). */
+  syncClock?: ClockSync;
+  /**
+   * The agent socket of a VM with 9p shares: after a resume it mounts them again, and around `saveSnapshot`
+   * it unmounts them (QEMU refuses to save while one is mounted).
+   */
+  shareAgent?: string;
 }
 
 /** Changes that must be finished before this one starts (a VM leaving the manifest frees a disk or port). */
@@ -202,6 +214,8 @@ export interface SaveChange {
   disk: string;
   /** How the VM runs now, for the record: resuming needs the same configuration. */
   launch?: RecordedLaunch;
+  /** The agent socket that unmounts the VM's 9p shares before the save. */
+  shareAgent?: string;
 }
 
 export type VmChange = StartChange | RestartChange | UpdateChange | StopChange | SaveChange;

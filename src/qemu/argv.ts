@@ -44,6 +44,14 @@ export interface LaunchSpec {
   append?: string;
   /** The cloud-init NoCloud seed: a folder served read-only as a FAT drive labelled cidata. */
   seed?: { dir: string; instanceId: string };
+  /** A qemu-guest-agent channel on the VM's agent socket. */
+  agent?: true;
+  /** Host folders shared over virtio-9p. */
+  mounts?: { host: string; tag: string; readonly: boolean }[];
+  /** Data disks, after the OS disk. */
+  dataDisks?: { path: string; format: string; serial: string }[];
+  /** VNC on the VM's vnc socket, or on a TCP address. */
+  display?: { vnc: 'socket' } | { vnc: 'tcp'; address: string; port: number };
   /** Extra arguments from the manifest, passed as they are. */
   args: string[];
   /** Boot from this snapshot (-loadvm). */
@@ -98,17 +106,7 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
     '-device',
     nicDevice(spec.nic),
   ];
-  if (spec.disk) {
-    args.push('-drive', `file=${optionValue(spec.disk.path)},format=${spec.disk.format},if=virtio,id=disk0`);
-  }
-  if (spec.seed) {
-    // QEMU's vvfat driver serves a host folder as a FAT drive; read-only, it is skipped by savevm, so warm
-    // snapshots still work. cloud-init's NoCloud finds it by its label.
-    args.push(
-      '-drive',
-      `if=virtio,format=raw,readonly=on,file.driver=vvfat,file.dir=${optionValue(spec.seed.dir)},file.label=cidata,id=seed0`,
-    );
-  }
+  args.push(...blockDevices(spec));
   if (spec.cdrom) {
     args.push(
       '-drive',
@@ -116,6 +114,35 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
     );
     // Disk first, then CD: an empty disk falls through to the installer, an installed one boots itself.
     args.push('-boot', 'order=cd');
+  }
+  if (spec.agent) {
+    args.push(
+      '-chardev',
+      `socket,id=qga0,path=${optionValue(paths.agent)},server=on,wait=off`,
+      '-device',
+      'virtio-serial-pci,id=vser0',
+      '-device',
+      'virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+    );
+  }
+  (spec.mounts ?? []).forEach((m, i) => {
+    // security_model=none: files keep their real owner and mode on the host (an executable made in the guest
+    // stays executable); mapped-xattr would hide them in xattrs and leave 0600 files behind.
+    args.push(
+      '-fsdev',
+      `local,id=fs${i},path=${optionValue(m.host)},security_model=none${m.readonly ? ',readonly=on' : ''}`,
+      '-device',
+      `virtio-9p-pci,fsdev=fs${i},mount_tag=${m.tag}`,
+    );
+  });
+  if (spec.display) {
+    // -display none stays: no window on the host; VNC is a server beside it.
+    args.push(
+      '-vnc',
+      spec.display.vnc === 'socket'
+        ? `unix:${optionValue(paths.vnc)}`
+        : `${spec.display.address}:${spec.display.port - 5900}`,
+    );
   }
   if (spec.kernel) args.push('-kernel', spec.kernel);
   if (spec.initrd) args.push('-initrd', spec.initrd);
@@ -132,6 +159,50 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
  */
 function nicDevice(model: string): string {
   return `${model},netdev=${NETDEV_ID}${model === 'ne2k_isa' ? '' : ',romfile='}`;
+}
+
+/**
+ * The virtio disks: the OS disk, the data disks, then the cloud-init seed.
+ *
+ * QEMU quirk: `-drive if=virtio` makes its device after every `-device` of the command line, so a data disk
+ * given as `-device virtio-blk-pci` (the only way to set its serial) would come before the OS disk in PCI
+ * order and the guest would name it vda. With data disks every disk is therefore `if=none` plus a `-device`,
+ * in this order. Without data disks the command line stays as earlier qvm versions wrote it, so their VMs
+ * need no restart.
+ */
+function blockDevices(spec: LaunchSpec): string[] {
+  const out: string[] = [];
+  // QEMU's vvfat driver serves a host folder as a FAT drive; read-only, it is skipped by savevm, so warm
+  // snapshots still work. cloud-init's NoCloud finds it by its label.
+  const seed = spec.seed
+    ? `format=raw,readonly=on,file.driver=vvfat,file.dir=${optionValue(spec.seed.dir)},file.label=cidata,id=seed0`
+    : undefined;
+  const data = spec.dataDisks ?? [];
+  if (data.length === 0) {
+    if (spec.disk)
+      out.push('-drive', `file=${optionValue(spec.disk.path)},format=${spec.disk.format},if=virtio,id=disk0`);
+    if (seed) out.push('-drive', `if=virtio,${seed}`);
+    return out;
+  }
+  if (spec.disk) {
+    // bootindex 1: with -kernel, QEMU gives bootindex 0 to the kernel loader.
+    out.push(
+      '-drive',
+      `file=${optionValue(spec.disk.path)},format=${spec.disk.format},if=none,id=disk0`,
+      '-device',
+      'virtio-blk-pci,drive=disk0,bootindex=1',
+    );
+  }
+  data.forEach((d, i) => {
+    out.push(
+      '-drive',
+      `file=${optionValue(d.path)},format=${d.format},if=none,id=data${i}`,
+      '-device',
+      `virtio-blk-pci,drive=data${i},serial=${d.serial}`,
+    );
+  });
+  if (seed) out.push('-drive', `if=none,${seed}`, '-device', 'virtio-blk-pci,drive=seed0');
+  return out;
 }
 
 /**

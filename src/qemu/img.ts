@@ -82,6 +82,8 @@ export async function imageInfo(file: string, format: string): Promise<ImageInfo
 
 export interface DiskCreation {
   path: string;
+  /** qcow2 unless the manifest declares raw (a raw disk has no backing file). */
+  format?: string;
   sizeBytes?: number;
   backing?: string;
   /** The backing image's format, as the manifest declares it (or as qvm read it once from a verified image). */
@@ -90,7 +92,10 @@ export interface DiskCreation {
   image?: { url?: string; sha256?: string; sha512?: string; path?: string };
 }
 
-/** Creates a qcow2 disk (preallocation off), or an overlay of `backing`. Never replaces an existing file. */
+/**
+ * Creates a disk in its declared format (qcow2 unless raw; preallocation off), or a qcow2 overlay of
+ * `backing`. Never replaces an existing file.
+ */
 export async function createDisk(disk: DiskCreation): Promise<void> {
   const dir = path.dirname(disk.path);
   mkdirSync(dir, { recursive: true });
@@ -99,7 +104,8 @@ export async function createDisk(disk: DiskCreation): Promise<void> {
     dir,
     `.${path.basename(disk.path)}.qvm-${process.pid}-${randomBytes(4).toString('hex')}`,
   );
-  const args = ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=off'];
+  const format = disk.backing ? 'qcow2' : (disk.format ?? 'qcow2');
+  const args = ['create', '-q', '-f', format, '-o', 'preallocation=off'];
   if (disk.backing) {
     // Read the backing image as its declared format first: a mismatch is an error here, not a broken overlay.
     await imageInfo(disk.backing, disk.backingFormat ?? 'qcow2');

@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { NotReadyError } from '../errors.js';
+import { withAgent } from '../guest/agent.js';
 import { sshArgs } from '../guest/ssh.js';
 import type { ReadySpec } from '../manifest/types.js';
 import { formatDuration } from '../model/units.js';
@@ -28,6 +29,8 @@ export interface ProbeContext {
   signal?: AbortSignal;
   /** False once the VM's QEMU has exited: waiting on it any longer is pointless. */
   alive?: () => boolean;
+  /** The VM's guest agent socket, for the agent probe. */
+  agentSocket?: string;
 }
 
 const ATTEMPT_TIMEOUT_MS = 1000;
@@ -44,6 +47,8 @@ export function describeProbe(ready: ReadySpec): string {
       return `GET http://${ready.host}:${ready.port}${ready.path} answering ${ready.status}`;
     case 'ssh':
       return ready.access ? `ssh ${ready.access.user}@${ready.access.host}:${ready.access.port} true` : 'ssh';
+    case 'agent':
+      return 'guest agent answering guest-ping';
   }
 }
 
@@ -56,6 +61,8 @@ export function probeOnce(ready: ReadySpec, context: ProbeContext): Promise<Prob
       return probeTcp(ready, context);
     case 'ssh':
       return probeSsh(ready);
+    case 'agent':
+      return probeAgent(context);
   }
 }
 
@@ -126,6 +133,19 @@ function probeSsh(ready: Extract<ReadySpec, { kind: 'ssh' }>): Promise<ProbeResu
       );
     });
   });
+}
+
+/** Ready when the guest agent answers a sync and `guest-ping`. */
+async function probeAgent(context: ProbeContext): Promise<ProbeResult> {
+  if (!context.agentSocket) return { ready: false, detail: 'agent: the VM has no agent channel' };
+  try {
+    await withAgent(context.agentSocket, (agent) => agent.call('guest-ping', undefined, 2000), {
+      syncTimeoutMs: 2000,
+    });
+    return { ready: true, detail: 'guest agent answered' };
+  } catch (error) {
+    return { ready: false, detail: `agent: ${(error as Error).message}` };
+  }
 }
 
 function probeHttp(ready: Extract<ReadySpec, { kind: 'http' }>): Promise<ProbeResult> {

@@ -50,6 +50,10 @@ export interface VmPaths {
   events: string;
   hmp: string;
   serial: string;
+  /** The guest agent's channel (virtio-serial org.qemu.guest_agent.0), with `agent: true`. */
+  agent: string;
+  /** The VNC server's socket, with `display: vnc`. */
+  vnc: string;
   serialLog: string;
   /** The serial log's previous part, once it was rotated (serial.log is capped). */
   serialLogRotated: string;
@@ -192,6 +196,8 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     events: path.join(dir, 'events.sock'),
     hmp: path.join(dir, 'hmp.sock'),
     serial: path.join(dir, 'serial.sock'),
+    agent: path.join(dir, 'qga.sock'),
+    vnc: path.join(dir, 'vnc.sock'),
     serialLog: path.join(dir, 'serial.log'),
     serialLogRotated: path.join(dir, 'serial.log.1'),
     pidfile: path.join(dir, 'qemu.pid'),
@@ -206,7 +212,7 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     knownHosts: path.join(stateDir, 'known_hosts'),
     sshPort: path.join(stateDir, 'ssh-port'),
   };
-  for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial]) {
+  for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial, paths.agent, paths.vnc]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
       throw new RuntimeDirError(
         `the runtime folder path is too long for unix sockets (${Buffer.byteLength(socket)} bytes, the limit is ${MAX_SOCKET_PATH_BYTES}): ${socket}; set QVM_RUNTIME_DIR to a shorter folder`,

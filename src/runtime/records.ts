@@ -34,6 +34,10 @@ export interface RecordedLaunch {
   initrd?: string;
   append?: string;
   seed?: { dir: string; instanceId: string };
+  agent?: true;
+  mounts?: { host: string; tag: string; readonly: boolean }[];
+  dataDisks?: { path: string; format: string; serial: string }[];
+  display?: { vnc: 'socket' } | { vnc: 'tcp'; address: string; port: number };
   args: string[];
 }
 
@@ -71,6 +75,8 @@ export interface KnownDisk {
   at: string;
   /** The image qvm made it from, as an overlay: an image changed in the manifest later is told apart by it. */
   image?: { url?: string; sha256?: string; sha512?: string; path?: string };
+  /** A data disk (`disks:`): `destroy --delete-disks` keeps it unless --delete-data-disks is given too. */
+  role?: 'data';
 }
 
 /** A hibernation qvm carried out: written after the VM's process ended, removed before it is resumed. */
@@ -192,6 +198,10 @@ function isRecordedLaunch(v: unknown): v is RecordedLaunch {
     optional(v.initrd, isString) &&
     optional(v.append, isString) &&
     optional(v.seed, (x) => isObject(x) && isString(x.dir) && isString(x.instanceId)) &&
+    optional(v.agent, (x) => x === true) &&
+    optional(v.mounts, Array.isArray) &&
+    optional(v.dataDisks, Array.isArray) &&
+    optional(v.display, isObject) &&
     isStringArray(v.args)
   );
 }

@@ -87,14 +87,20 @@ export function qvmIn(runtime: string, cwd: string) {
     qvm(args, { cwd, env: { QVM_RUNTIME_DIR: runtime }, ...(input !== undefined ? { input } : {}) });
 }
 
-/** `qvm status -o json` through RUN (qvmIn(...) or a sandbox's run), parsed; fails when the command does. */
+/**
+ * The rows of `qvm status -o json` (a qvm/v1 StatusList) through RUN (qvmIn(...) or a sandbox's run), parsed;
+ * fails when the command does or prints another kind of document.
+ */
 export async function statusRows(
   run: (args: string[]) => Promise<CliResult>,
   file: string,
 ): Promise<StatusRow[]> {
   const r = await run(['status', '-f', file, '-o', 'json']);
   if (r.exitCode !== 0) throw new Error(`qvm status failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as StatusRow[];
+  const list = JSON.parse(r.stdout) as { apiVersion: string; kind: string; items: StatusRow[] };
+  if (list.apiVersion !== 'qvm/v1' || list.kind !== 'StatusList')
+    throw new Error(`qvm status -o json printed ${list.apiVersion} ${list.kind}, not qvm/v1 StatusList`);
+  return list.items;
 }
 
 export async function statusOf(

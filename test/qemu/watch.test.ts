@@ -83,8 +83,8 @@ describe('one VM under watch: live edits, invalid saves, crashes, guest power-of
   const statusPid = async () => {
     const r = await run(dir, ['status', '-f', 'm.yaml', '-o', 'json']);
     expect(r.exitCode).toBe(0);
-    return (JSON.parse(r.stdout) as { name: string; pid: number | null }[]).find((row) => row.name === 'web')
-      ?.pid;
+    const list = JSON.parse(r.stdout) as { items: { name: string; pid: number | null }[] };
+    return list.items.find((row) => row.name === 'web')?.pid;
   };
   /** Saves, then polls PORT until the guest answers through it; returns the milliseconds in between. */
   const saveAndTimeUntilAnswered = async (write: () => void, port: number) => {

@@ -288,6 +288,7 @@ describe('plan and apply on hostile but valid manifests', () => {
             forgetSavedState: () => {},
             recordSnapshot: () => {},
             syncClock: async () => true,
+            guestShares: async () => {},
             fetchImage: async () => ({ path: '/cache/image', format: 'qcow2' }),
           };
           await applyPlan(p, effects);

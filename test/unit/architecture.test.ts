@@ -23,6 +23,7 @@ const ALLOWED: Record<string, string[]> = {
   apply: ['model', 'manifest', 'qemu', 'runtime', 'images', 'guest', 'ready', 'plan'],
   reconcile: ['model', 'manifest', 'qemu', 'runtime', 'images', 'guest', 'observe', 'plan', 'apply'],
   watch: ['model', 'manifest', 'qemu', 'runtime', 'observe', 'plan', 'apply', 'reconcile'],
+  export: ['model', 'manifest', 'qemu', 'guest'],
   cli: [
     'model',
     'manifest',
@@ -36,6 +37,7 @@ const ALLOWED: Record<string, string[]> = {
     'apply',
     'reconcile',
     'watch',
+    'export',
   ],
 };
 

@@ -38,7 +38,7 @@ describe('qvm validate', () => {
         'vm.yaml:5:17: vms.web.forwards[0].host: must be an integer from 1 to 65535, got "80a"',
         "vm.yaml:6:15: vms.web.snapshot: must be a snapshot tag of letters, digits, '.', '_' and '-', at most 64 characters, got \"a b\"",
         'vm.yaml:7:13: vms.web.initrd: needs `kernel` (direct kernel boot)',
-        'vm.yaml:8:5: vms.web.colour: is not a known field; known fields: memory, cpus, disk, image, cloudInit, ssh, cdrom, kernel, initrd, append, nic, forwards, snapshot, state, stopTimeout, accel, monitor, restart, ready, args',
+        'vm.yaml:8:5: vms.web.colour: is not a known field; known fields: memory, cpus, disk, image, cloudInit, ssh, agent, mounts, disks, display, cdrom, kernel, initrd, append, nic, forwards, snapshot, state, stopTimeout, accel, monitor, restart, ready, args',
         '5 problems in vm.yaml',
         '',
       ].join('\n'),

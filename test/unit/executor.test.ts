@@ -66,9 +66,12 @@ function recordingEffects(fail: Record<string, string> = {}, snapshotsAfterSave 
     recordSnapshot(vm, tag) {
       calls.push(`${vm}: record snapshot ${tag}`);
     },
-    async syncClock(access) {
-      calls.push(`${access.vm}: sync clock`);
+    async syncClock(how) {
+      calls.push(`${'ssh' in how ? how.ssh.vm : how.agent}: sync clock`);
       return true;
+    },
+    async guestShares(agent, action) {
+      calls.push(`${agent}: ${action} shares`);
     },
     async fetchImage(fetch) {
       calls.push(`fetch ${fetch.url}`);

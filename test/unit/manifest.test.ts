@@ -1,9 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/errors.js';
 import { parseYaml } from '../../src/manifest/load.js';
 import { SCHEMA_URL } from '../../src/manifest/schema.js';
+import { allFields, CHANGE_KINDS } from '../../src/manifest/schema-fields.js';
 import { checkManifest } from '../../src/manifest/validate.js';
+import { qvm } from '../helpers/cli.js';
 
 /** The located messages `qvm validate` would print for this text, as `vm.yaml`. */
 function problems(text: string): string[] {
@@ -57,6 +60,9 @@ describe('manifest v1', () => {
           backing: '/srv/vms/images/base.qcow2',
           backingFormat: 'qcow2',
         },
+        agent: false,
+        mounts: [],
+        dataDisks: [],
         cdrom: '/srv/vms/iso/debian-12.iso',
         kernel: '/srv/vms/guest/vmlinuz',
         initrd: '/srv/vms/guest/initrd.gz',
@@ -114,6 +120,9 @@ describe('manifest v1', () => {
       name: 'a',
       memoryMiB: 512,
       cpus: 1,
+      agent: false,
+      mounts: [],
+      dataDisks: [],
       nic: 'virtio-net-pci',
       forwards: [],
       state: 'running',
@@ -288,46 +297,81 @@ describe('located problems', () => {
 describe('the schema', () => {
   const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8'));
 
-  it('documents every field with a description and an example, for editors', () => {
-    const undocumented: string[] = [];
-    const visit = (node: Record<string, unknown>, where: string) => {
-      for (const [name, sub] of Object.entries(
-        (node.properties ?? {}) as Record<string, Record<string, unknown>>,
-      )) {
-        if (!sub.description || !Array.isArray(sub.examples) || sub.examples.length === 0)
-          undocumented.push(`${where}.${name}`);
-        visit(sub, `${where}.${name}`);
-        for (const branch of ['then', 'else'] as const) {
-          if (sub[branch]) visit(sub[branch] as Record<string, unknown>, `${where}.${name}`);
-        }
-      }
-    };
-    visit(schema, '');
-    for (const [name, def] of Object.entries(schema.$defs as Record<string, Record<string, unknown>>)) {
-      if (!def.description || !Array.isArray(def.examples)) undocumented.push(`$defs.${name}`);
-      visit(def, `$defs.${name}`);
-      for (const branch of ['then', 'else'] as const) {
-        if (def[branch]) visit(def[branch] as Record<string, unknown>, `$defs.${name}`);
-      }
-    }
+  it('documents every field, nested ones and $defs included, with a description and an example', () => {
+    const fields = allFields(schema);
+    expect(fields.length).toBeGreaterThan(60);
+    const undocumented = [
+      ...fields.map((f) => [f.path, f.node] as const),
+      ...Object.entries(schema.$defs as Record<string, Record<string, unknown>>).map(
+        ([name, def]) => [`$defs.${name}`, def] as const,
+      ),
+    ]
+      .filter(([, node]) => !node.description || !Array.isArray(node.examples) || node.examples.length === 0)
+      .map(([where]) => where);
     expect(undocumented).toEqual([]);
   });
 
-  it('is draft 2020-12', () => {
+  it('says what changing each field of a VM does (x-change), for qvm explain', () => {
+    const vmFields = allFields(schema).filter((f) => f.path.startsWith('vms.<name>.'));
+    expect(vmFields.filter((f) => !f.change).map((f) => f.path)).toEqual([]);
+    expect(new Set(vmFields.map((f) => f.change))).toEqual(new Set(CHANGE_KINDS));
+  });
+
+  it('is draft 2020-12 with a stable $id', () => {
     expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
+    expect(schema.$id).toBe('https://github.com/qvm-dev/qvm/schemas/qvm.schema.json');
+  });
+
+  it("passes JSON Schema's own meta-validation (ajv's 2020-12 meta-schema)", () => {
+    const ajv = new Ajv2020({ strict: false });
+    expect(ajv.validateSchema(schema), JSON.stringify(ajv.errors)).toBe(true);
+  });
+
+  it('has examples that are valid values of their own field', () => {
+    const ajv = new Ajv2020({ strict: true, allErrors: true });
+    ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
+    ajv.addKeyword({ keyword: 'x-change', schemaType: 'string' });
+    // Digests in examples are placeholders such as "<64 hex digits>": stand in a digest of that length.
+    const filled = (value: unknown): unknown =>
+      typeof value === 'string'
+        ? value.replace(/^<(\d+) hex digits>$/, (_, n: string) => 'a'.repeat(Number(n)))
+        : Array.isArray(value)
+          ? value.map(filled)
+          : typeof value === 'object' && value !== null
+            ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, filled(v)]))
+            : value;
+    const wrong: string[] = [];
+    const check = (where: string, node: Record<string, unknown>) => {
+      const { $id: _, $schema: __, ...own } = node;
+      const validate = ajv.compile({ ...own, $defs: schema.$defs });
+      for (const example of (node.examples as unknown[]) ?? []) {
+        if (!validate(filled(example))) wrong.push(`${where}: ${JSON.stringify(example)}`);
+      }
+    };
+    for (const field of allFields(schema))
+      if (!field.path.startsWith('defaults.')) check(field.path, field.node);
+    for (const [name, def] of Object.entries(schema.$defs as Record<string, Record<string, unknown>>))
+      check(`$defs.${name}`, def);
+    expect(wrong).toEqual([]);
   });
 });
 
 describe('examples/', () => {
-  it.each(['demo.yaml', 'debian-install.yaml', 'debian-dev.yaml', 'multi.yaml'])(
-    '%s passes qvm validate',
-    async (name) => {
-      const { loadManifest } = await import('../../src/manifest/manifest.js');
-      const file = new URL(`../../examples/${name}`, import.meta.url).pathname;
-      const m = await loadManifest(file);
-      expect(m.vms.length).toBeGreaterThan(0);
-    },
-  );
+  const folder = new URL('../../examples/', import.meta.url).pathname;
+  const manifests = readdirSync(folder).filter((name) => name.endsWith('.yaml'));
+
+  it('holds the examples the README names', () => {
+    expect(manifests).toEqual(
+      expect.arrayContaining(['demo.yaml', 'debian-install.yaml', 'debian-dev.yaml', 'multi.yaml']),
+    );
+  });
+
+  it.each(manifests)('%s passes qvm validate', async (name) => {
+    const r = await qvm(['validate', '-f', name], { cwd: folder });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${name}: valid, \\d+ VMs? `));
+  });
 });
 
 describe('readiness and restart policy', () => {
@@ -353,8 +397,11 @@ describe('readiness and restart policy', () => {
       'ready: { tcp: 2222 }',
       "vms.a.ready.tcp: must be the host port of one of this VM's tcp forwards, got 2222",
     ],
-    ['ready: { timeout: 5s }', 'vms.a.ready: needs exactly one of tcp, http or ssh'],
-    ['ready: { tcp: 8080, http: { port: 8080 } }', 'vms.a.ready: needs exactly one of tcp, http or ssh'],
+    ['ready: { timeout: 5s }', 'vms.a.ready: needs exactly one of tcp, http, ssh or agent'],
+    [
+      'ready: { tcp: 8080, http: { port: 8080 } }',
+      'vms.a.ready: needs exactly one of tcp, http, ssh or agent',
+    ],
     [
       'ready: { http: { port: 8080, path: "x y" } }',
       'vms.a.ready.http.path: must be a path starting with / without spaces or control characters, got "x y"',
@@ -385,7 +432,7 @@ describe('inputs found by the property tests', () => {
   it('a VM named "0" is a key, not a list index', () => {
     expect(problems('vms:\n  "0":\n    ready: null\n')).toEqual([
       'vm.yaml:2:3: vms["0"]: must be lowercase letters, digits and \'-\', start with a letter, and be at most 40 characters long, got "0"',
-      'vm.yaml:3:12: vms["0"].ready: must be a mapping with tcp, http or ssh, and optionally timeout, got null',
+      'vm.yaml:3:12: vms["0"].ready: must be a mapping with tcp, http, ssh or agent, and optionally timeout, got null',
     ]);
   });
 

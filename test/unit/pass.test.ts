@@ -47,6 +47,7 @@ function recordingEffects(calls: string[]): Effects {
     forgetSavedState: () => {},
     recordSnapshot: () => {},
     syncClock: async () => true,
+    guestShares: async () => {},
     fetchImage: async () => ({ path: '/cache/image', format: 'qcow2' }),
   };
 }

@@ -152,7 +152,8 @@ describe('plan', () => {
     ]);
     expect(text.endsWith('Plan: 1 to start, 1 to change live, 1 to restart, 1 to stop.\n')).toBe(true);
     expect(planJson(p)).toMatchObject({
-      formatVersion: 2,
+      apiVersion: 'qvm/v1',
+      kind: 'Plan',
       summary: { start: 1, live: 1, restart: 1, stop: 1, save: 0 },
     });
   });

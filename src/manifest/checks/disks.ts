@@ -27,29 +27,44 @@ function realPath(file: string): string {
   }
 }
 
+/** Every disk file a VM names, with where: its OS disk and its data disks. */
+function diskFiles(doc: VmDocument): { file: string; field: (string | number)[] }[] {
+  const out: { file: string; field: (string | number)[] }[] = [];
+  const main = diskPath(doc);
+  if (main) out.push({ file: main, field: ['disk'] });
+  if (doc.accepted('disks') && Array.isArray(doc.raw.disks)) {
+    doc.raw.disks.forEach((d, i) => {
+      out.push({ file: doc.resolve(d.path), field: ['disks', i, 'path'] });
+    });
+  }
+  return out;
+}
+
 export const checkDiskClaims: ManifestCheck = (docs) => {
   const out: Diagnostic[] = [];
-  const claimed = new Map<string, VmDocument>();
+  const claimed = new Map<string, { doc: VmDocument; field: (string | number)[] }>();
   for (const doc of docs) {
-    const file = diskPath(doc);
-    if (!file) continue;
-    const real = realPath(file);
-    const first = claimed.get(real);
-    if (!first) {
-      claimed.set(real, doc);
-      continue;
+    for (const { file, field } of diskFiles(doc)) {
+      const real = realPath(file);
+      const first = claimed.get(real);
+      if (!first) {
+        claimed.set(real, { doc, field });
+        continue;
+      }
+      const via = real === file ? '' : ` (through ${file} -> ${real})`;
+      const [owner, why] =
+        first.doc === doc
+          ? [`${formatLocalField(first.field)} of this VM`, 'a disk is attached once']
+          : [`the disk of VM ${first.doc.name}`, 'two VMs cannot share a disk'];
+      out.push(doc.problem(field, `is also ${owner} (${first.doc.where(first.field)})${via}; ${why}`));
     }
-    const via = real === file ? '' : ` (through ${file} -> ${real})`;
-    out.push(
-      doc.problem(
-        ['disk'],
-        `is also the disk of VM ${first.name} (${first.where(['disk'])})${via}; two VMs cannot share a disk`,
-      ),
-    );
   }
   return out;
 };
 
+function formatLocalField(field: (string | number)[]): string {
+  return field[0] === 'disks' ? `disks[${field[1]}]` : 'the disk';
+}
 /** A raw disk cannot be an overlay (qvm creates overlays as qcow2), and cannot hold snapshots. */
 export const checkDiskFormat: VmCheck = (doc) => {
   const disk = doc.raw.disk;

@@ -6,9 +6,9 @@ import type { VmCheck } from '../document.js';
 export const checkReady: VmCheck = (doc) => {
   const r = doc.raw.ready;
   if (r === undefined || !doc.accepted('ready')) return [];
-  const kinds = (['tcp', 'http', 'ssh'] as const).filter((k) => r[k] !== undefined);
-  if (kinds.length !== 1) return [doc.problem(['ready'], 'needs exactly one of tcp, http or ssh')];
-  if (r.ssh !== undefined) return [];
+  const kinds = (['tcp', 'http', 'ssh', 'agent'] as const).filter((k) => r[k] !== undefined);
+  if (kinds.length !== 1) return [doc.problem(['ready'], 'needs exactly one of tcp, http, ssh or agent')];
+  if (r.ssh !== undefined || r.agent !== undefined) return [];
   const port = r.tcp ?? r.http!.port;
   if (readyForward(forwardsOf(doc), port)) return [];
   return [
