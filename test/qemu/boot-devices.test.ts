@@ -1,13 +1,15 @@
 /**
  * qvm starts QEMU with -nodefaults and adds only the manifest's devices, the NIC without its boot ROM: SeaBIOS
  * must still boot a disk, and an installer CD-ROM behind an empty disk (`-boot order=cd`). The guests are
- * boot sectors made here that write a line to the serial port; `qvm logs --serial` shows it.
+ * boot sectors made here that write a line to the serial port; `qvm logs --serial` shows it. The devices of
+ * agent:, mounts:, disks: and display: are explicit too, and the VGA that VNC and `qvm screenshot` need is there.
  */
-import { truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { qvm } from '../helpers/cli.js';
 import { killQemusUnder, privateDir, writeManifest } from '../helpers/env.js';
+import { decodePng } from '../helpers/png.js';
 import { until } from '../helpers/processes.js';
 import { removeDir, tempDir } from '../helpers/qemu.js';
 
@@ -117,6 +119,56 @@ describe('the lean device set', () => {
     // Only the manifest's disk: no floppy0, no ide1-cd0 of QEMU's defaults.
     expect(monitor.stdout).toMatch(/^disk0 /m);
     expect(monitor.stdout).not.toMatch(/floppy|ide1-cd0|sd0/);
+    expect((await run(dir, ['destroy', '-f', 'm.yaml'])).exitCode).toBe(0);
+  });
+
+  it('boots the OS disk ahead of a data disk, with the agent channel, a 9p share and VNC; screenshot works', {
+    timeout: 60_000,
+  }, async () => {
+    const dir = path.join(root, 'guest');
+    mkdirSync(path.join(dir, 'share'), { recursive: true });
+    writeManifest(dir, {
+      guest: {
+        memory: '64M',
+        accel: 'tcg',
+        stopTimeout: '1s',
+        disk: { path: 'boot.img', format: 'raw' },
+        disks: [{ path: 'data.qcow2', size: '16M' }],
+        agent: true,
+        mounts: [{ host: 'share', guest: '/share' }],
+        display: 'vnc',
+      },
+    });
+    writeFileSync(path.join(dir, 'boot.img'), bootSector('QVM-OS-DISK-BOOTED'));
+    truncateSync(path.join(dir, 'boot.img'), 8 * 2 ** 20);
+    const applied = await run(dir, ['apply', '-f', 'm.yaml']);
+    expect(applied.stderr).toBe('');
+    expect(applied.exitCode).toBe(0);
+    // bootindex=1 on the OS disk: SeaBIOS boots it, not the (empty) data disk.
+    await serialShows(dir, 'guest', 'QVM-OS-DISK-BOOTED');
+    const block = await run(dir, ['monitor', '-f', 'm.yaml', 'guest', 'info', 'block']);
+    expect(block.stdout).toMatch(/^disk0 /m);
+    expect(block.stdout).toMatch(/^data0 /m);
+    expect(block.stdout).not.toMatch(/floppy|ide1-cd0|sd0/);
+    const pci = (await run(dir, ['monitor', '-f', 'm.yaml', 'guest', 'info', 'pci'])).stdout;
+    // The machine's own functions (host bridge, ISA bridge, IDE, power management), then only what qvm asked
+    // for, in order: the VGA, the NIC, the OS disk, the data disk, the agent's virtio-serial, the 9p share.
+    expect([...pci.matchAll(/PCI device ([0-9a-f]{4}:[0-9a-f]{4})/g)].map((m) => m[1])).toEqual([
+      '8086:1237',
+      '8086:7000',
+      '8086:7010',
+      '8086:7113',
+      '1234:1111',
+      '1af4:1000',
+      '1af4:1001',
+      '1af4:1001',
+      '1af4:1003',
+      '1af4:1009',
+    ]);
+    const shot = await run(dir, ['screenshot', 'guest', '-f', 'm.yaml', '-o', 'screen.png']);
+    expect(shot).toMatchObject({ exitCode: 0, stdout: 'screen.png\n' });
+    const png = decodePng(readFileSync(path.join(dir, 'screen.png')));
+    expect(png.width).toBeGreaterThanOrEqual(640);
     expect((await run(dir, ['destroy', '-f', 'm.yaml'])).exitCode).toBe(0);
   });
 

@@ -48,6 +48,34 @@ describe('qemu argv', () => {
     expect(bare).toContain('-device ne2k_isa,netdev=net0');
   });
 
+  it('adds every device of agent, mounts, data disks and display explicitly, and keeps the VGA VNC shows', () => {
+    const m = manifest(
+      'vms:\n  dev:\n    disk: os.qcow2\n    disks: [{ path: data.qcow2, size: 1G }]\n    agent: true\n    mounts: [{ host: /srv/src, guest: /src }]\n    display: vnc\n    kernel: k\n',
+    );
+    const args = buildQemuArgs(launchSpec(m.vms[0]!, 'tcg', [], { format: 'qcow2' }), vmPaths(NS, 'dev'));
+    const lines = argvLines(args);
+    expect(args.filter((a) => a === '-nodefaults')).toHaveLength(1);
+    // One VGA, before anything the manifest adds, so that -vnc has a screen to serve and screendump a picture.
+    expect(lines.filter((l) => l.startsWith('-vga') || /^-device (VGA|.*-vga)/.test(l))).toEqual([
+      '-vga std',
+    ]);
+    expect(args.indexOf('-vga')).toBeLessThan(args.indexOf('-vnc'));
+    expect(lines).toContain('-vnc unix:/run/qvm/ns/dev/vnc.sock');
+    expect(lines.filter((l) => l.startsWith('-device'))).toEqual([
+      '-device virtio-net-pci,netdev=net0,romfile=',
+      '-device virtio-blk-pci,drive=disk0,bootindex=1',
+      '-device virtio-blk-pci,drive=data0,serial=data',
+      '-device virtio-serial-pci,id=vser0',
+      '-device virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+      '-device virtio-9p-pci,fsdev=fs0,mount_tag=qvm0',
+    ]);
+    // No drive is left to QEMU's defaults: each has an interface (none, with its -device) and an id.
+    expect(lines.filter((l) => l.startsWith('-drive'))).toEqual([
+      '-drive file=/srv/vms/os.qcow2,format=qcow2,if=none,id=disk0',
+      '-drive file=/srv/vms/data.qcow2,format=qcow2,if=none,id=data0',
+    ]);
+  });
+
   it('leaves forwards and -loadvm out of the restart comparison', () => {
     const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80"]\n');
     const spec = m.vms[0]!;

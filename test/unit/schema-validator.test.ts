@@ -32,6 +32,20 @@ describe('the generated schema validator', () => {
       { vms: { web: { disk: '', cdrom: '', kernel: 'k', colour: 1 }, Bad: {} } },
       { images: { x: { url: 'ftp://x' } }, vms: { a: { ready: { ssh: false, http: { port: 0 } } } } },
       { vms: [] },
+      // main's guest-integration fields, templates (defaults:, x-* anchors) and the x-change annotation.
+      {
+        defaults: { memory: 512, agent: 'yes' },
+        'x-base': { memory: '1G' },
+        vms: {
+          dev: {
+            agent: 1,
+            display: { vnc: { port: 80, address: '' } },
+            disks: [{ path: '', size: 'big' }, { format: 'vmdk' }],
+            mounts: [{ host: 'src' }, { host: 'a', guest: 'relative', writable: 'no' }],
+            ready: { agent: 'sure' },
+          },
+        },
+      },
     ];
     const shape = (errors: ErrorObject[] | null | undefined) =>
       (errors ?? []).map((e) => ({
