@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
-/** The qvm executable as a user runs it (bin/qvm.js over dist/: `npx tsc -p tsconfig.build.json` first). */
+/** The qvm executable as a user runs it (bin/qvm.js over dist/bundle/: `npm run build` first). */
 export const QVM_BIN = path.join(ROOT, 'bin', 'qvm.js');
 
 // ---------------------------------------------------------------------------------------------------------

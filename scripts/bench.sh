@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-DEFAULT=(monitor startup apply watch warm watch-memory)
+DEFAULT=(monitor startup apply watch warm devices watch-memory)
 OPT_IN=(scale peer-libvirt devenv)
 
 names=("$@")
@@ -39,7 +39,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-npx tsc -p tsconfig.build.json
+npm run --silent build
 
 echo "qvm: benchmarks ${names[*]} (opt-in, when named: ${OPT_IN[*]})" >&2
 for name in "${names[@]}"; do

@@ -10,7 +10,7 @@ ensure_node_modules
 ensure_qemu
 echo "qvm: building the demo guest (cached after the first time)" >&2
 ensure_guest
-npx tsc -p tsconfig.build.json
+npm run --silent build
 
 qvm() { node bin/qvm.js "$@"; }
 

@@ -12,7 +12,6 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { execa } from 'execa';
 import {
   MissingToolError,
   MonitorClosedError,
@@ -101,6 +100,7 @@ function logLine(paths: VmPaths, text: string): void {
 export async function launchQemu(args: string[], paths: VmPaths): Promise<number> {
   removeStaleFiles(paths);
   keepPreviousLog(paths);
+  const { execa } = await import('execa');
   const result = await execa(QEMU_SYSTEM, args, {
     reject: false,
     timeout: LAUNCH_TIMEOUT_MS,

@@ -5,7 +5,7 @@ import type { Plan } from '../plan/types.js';
 import { runPass } from '../reconcile/pass.js';
 import { sayWaiting } from './context.js';
 import { type Output, writeLine } from './output.js';
-import { progressView } from './progress.js';
+import type { ProgressView } from './progress.js';
 
 export interface PlanFlags {
   file: string;
@@ -48,7 +48,7 @@ export async function applyCommand(
   output: Output,
 ): Promise<number> {
   const json = flags.output === 'json';
-  let view: ReturnType<typeof progressView> | undefined;
+  let view: ProgressView | undefined;
   let started = 0;
   const { plan, results } = await runPass({
     source: flags.file,
@@ -58,11 +58,12 @@ export async function applyCommand(
     timeoutMs: flags.timeout,
     planOptions: planOptions(flags),
     dryRun: flags.dryRun,
-    onPlan: (p) => {
+    onPlan: async (p) => {
       showPlan(p, json, output);
       if (!flags.dryRun && p.changes.length > 0 && !json) {
         writeLine(output.out);
-        view = progressView(output);
+        // The progress display (log-update and its terminal helpers) is loaded only when there is progress.
+        view = (await import('./progress.js')).progressView(output);
       }
       started = Date.now();
     },

@@ -8,14 +8,10 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, rmSync, statSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { HttpProxyAgent } from 'http-proxy-agent';
-import { HttpsProxyAgent } from 'https-proxy-agent';
-import { getProxyForUrl } from 'proxy-from-env';
 import { ImageError } from '../errors.js';
 import { formatDuration } from '../model/units.js';
 import { ensurePrivateDir } from '../runtime/paths.js';
@@ -48,18 +44,23 @@ interface Response {
   body: http.IncomingMessage;
 }
 
-/** The proxy agent the environment asks for this URL (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), or none. */
-function agentFor(url: string): http.Agent | undefined {
+/**
+ * The proxy agent the environment asks for this URL (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), or none. The proxy
+ * modules are loaded here, on the first request, not by every command that merely observes an image.
+ */
+async function agentFor(url: string): Promise<http.Agent | undefined> {
+  const { getProxyForUrl } = await import('proxy-from-env');
   const proxy = getProxyForUrl(url);
   if (!proxy) return undefined;
-  return url.startsWith('https:') ? new HttpsProxyAgent(proxy) : new HttpProxyAgent(proxy);
+  if (url.startsWith('https:')) return new (await import('https-proxy-agent')).HttpsProxyAgent(proxy);
+  return new (await import('http-proxy-agent')).HttpProxyAgent(proxy);
 }
 
 /**
  * One GET or HEAD, following up to five redirects, with a deadline for the headers and for every pause in
  * the body (`socket.setTimeout`).
  */
-function request(
+async function request(
   url: string,
   options: {
     method: 'GET' | 'HEAD';
@@ -70,9 +71,11 @@ function request(
   redirects = 5,
 ): Promise<Response> {
   const timeoutMs = options.timeoutMs ?? IDLE_TIMEOUT_MS;
+  const get = url.startsWith('https:')
+    ? (await import('node:https')).request
+    : (await import('node:http')).request;
+  const agent = await agentFor(url);
   return new Promise((resolve, reject) => {
-    const get = url.startsWith('https:') ? https.request : http.request;
-    const agent = agentFor(url);
     const req = get(
       url,
       {

@@ -1,34 +1,26 @@
 /**
- * The manifest's JSON Schema (schemas/qvm.schema.json, the single source of its shape) compiled with ajv, and
- * ajv's findings turned into plain, located messages.
+ * The manifest's JSON Schema (schemas/qvm.schema.json, the single source of its shape), checked with the
+ * validator ajv generated from it at build time (`npm run schema`), and ajv's findings turned into plain,
+ * located messages.
  */
-import { readFileSync } from 'node:fs';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { ErrorObject } from 'ajv';
 import type { Diagnostic } from '../errors.js';
 import { type FieldPath, formatFieldPath } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
-import { CHANGE_KINDS, SCHEMA_URL } from './schema-fields.js';
+import { SCHEMA_URL } from './schema-fields.js';
+import { validate as generated } from './schema-validator.generated.js';
 
+/** The schema file, shipped beside the code (for editors, `qvm explain` and `qvm schema`). */
 export { SCHEMA_URL };
 
-let compiled: ValidateFunction | undefined;
-
-function validator(): ValidateFunction {
-  if (!compiled) {
-    const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8'));
-    const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true });
-    // errorMessage is an annotation read by editors (VS Code's JSON service) and by describeError below.
-    ajv.addKeyword({ keyword: 'errorMessage', schemaType: 'string' });
-    // x-change is an annotation too: what changing the field does to a running VM, read by `qvm explain`.
-    ajv.addKeyword({ keyword: 'x-change', schemaType: 'string', metaSchema: { enum: [...CHANGE_KINDS] } });
-    compiled = ajv.compile(schema);
-  }
-  return compiled;
-}
+/**
+ * Ajv's standalone validator: compiled from the schema with allErrors and verbose (every error, each with its
+ * parentSchema and data), so nothing is compiled at run time. Errors are left on the function after a call.
+ */
+const validate = generated as ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
 
 /** Schema problems of a loaded document, each located and worded for people. */
 export function schemaDiagnostics(loaded: LoadedYaml): Diagnostic[] {
-  const validate = validator();
   if (validate(loaded.value)) return [];
   const seen = new Set<string>();
   const out: Diagnostic[] = [];

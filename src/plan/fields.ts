@@ -28,6 +28,7 @@ const FIELD_DISPLAY: Record<string, { field: string; show: (value: unknown, base
   // The seed's content is shown by its effect, not its hash (and never its keys).
   seed: { field: 'cloud-init seed', show: (v) => (v === undefined ? '(none)' : 'set') },
   args: { field: 'args', show: (v) => JSON.stringify(v) },
+  devices: { field: 'devices', show: (v) => (v === 'nodefaults' ? 'lean (-nodefaults)' : String(v)) },
   agent: { field: 'agent', show: (v) => (v ? 'true' : 'false') },
   mounts: {
     field: 'mounts',
@@ -54,7 +55,10 @@ const FIELD_DISPLAY: Record<string, { field: string; show: (value: unknown, base
 const PATH_FIELDS = new Set(['cdrom', 'kernel', 'initrd']);
 
 function show(key: string, value: unknown, baseDir: string): string {
-  if (value === undefined) return key === 'append' ? '""' : key === 'agent' ? 'false' : '(none)';
+  if (value === undefined) {
+    if (key === 'devices') return "QEMU's defaults"; // a launch by a qvm older than the lean device set
+    return key === 'append' ? '""' : key === 'agent' ? 'false' : '(none)';
+  }
   const custom = FIELD_DISPLAY[key];
   if (custom) return custom.show(value, baseDir);
   if (PATH_FIELDS.has(key)) return display(baseDir, value as string);

@@ -54,6 +54,13 @@ export function hibernationSteps(
   if (record.launch) {
     const wanted = launchSpec(spec, ctx.accel, spec.forwards, disk);
     const changed = fieldChanges(record.launch, wanted, ctx.manifest.dir);
+    if (changed.some((f) => f.field === 'devices')) {
+      // Nothing in the manifest can set this back: only the qvm that saved it could resume it.
+      ctx.problem(
+        `was hibernated (${record.savedAt}) by an older qvm, which started QEMU with its default devices; this qvm starts QEMU with -nodefaults and only the devices the manifest asks for, and QEMU resumes a saved state only into the device set it was saved with. \`qvm apply --discard-saved-state\` drops the saved state and boots cold (or resume it with the older qvm and shut the guest down first)`,
+      );
+      return undefined;
+    }
     if (changed.length > 0) {
       ctx.problem(
         `was hibernated (${record.savedAt}) with another configuration than the manifest's now (${changed.map((f) => f.text ?? `${f.field} ${f.from} -> ${f.to}`).join(', ')}), and QEMU resumes a saved state only with the configuration it was saved with. Set those fields back and apply to resume it, or \`qvm apply --discard-saved-state\` to drop the saved state and boot cold`,

@@ -1,7 +1,7 @@
 /** The launch of a VM's QEMU, built from its spec: the one place manifest fields become a LaunchSpec. */
 import type { VmSpec } from '../manifest/types.js';
 import { type HostForward, isLoopback } from '../model/forward.js';
-import { buildQemuArgs, type LaunchSpec } from '../qemu/argv.js';
+import { buildQemuArgs, DEVICE_SET, type LaunchSpec } from '../qemu/argv.js';
 import type { VmPaths } from '../runtime/paths.js';
 import type { BootFrom, Launch, PlannedForward } from './types.js';
 
@@ -18,6 +18,7 @@ export function launchSpec(
     memoryMiB: spec.memoryMiB,
     cpus: spec.cpus,
     accel,
+    devices: DEVICE_SET,
     nic: spec.nic,
     forwards: forwards.map(plainForward),
     ...(spec.disk ? { disk: { path: spec.disk.path, format: disk?.format ?? 'qcow2' } } : {}),

@@ -10,7 +10,6 @@
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { QEMU_SYSTEM } from './argv.js';
 
 export interface KvmProbe {
@@ -49,6 +48,7 @@ async function probeKvm(): Promise<KvmProbe> {
   try {
     const firmware = path.join(dir, 'probe.bin');
     writeFileSync(firmware, probeFirmware());
+    const { execa } = await import('execa');
     const result = await execa(
       QEMU_SYSTEM,
       [

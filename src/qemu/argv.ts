@@ -16,6 +16,14 @@ export const QEMU_SYSTEM = 'qemu-system-x86_64';
 export const NETDEV_ID = 'net0';
 
 /**
+ * The device set qvm builds: `-nodefaults`, then only what the manifest asks for, plus the serial port and a
+ * VGA. A launch records it, because QEMU cannot load a snapshot or a saved state into another device set:
+ * one taken by a qvm that started QEMU with its default devices (floppy, IDE CD-ROM, parallel port, the NIC's
+ * boot ROM) is never loaded into this one.
+ */
+export const DEVICE_SET = 'nodefaults';
+
+/**
  * Everything a QEMU process is started with, resolved: no defaults left to apply, `auto` already decided. The
  * planner builds it from the manifest; the launch record keeps it, so a later plan can say what changed.
  */
@@ -24,6 +32,8 @@ export interface LaunchSpec {
   memoryMiB: number;
   cpus: number;
   accel: 'kvm' | 'tcg';
+  /** Always DEVICE_SET for a launch qvm builds now; a record without it was started with QEMU's defaults. */
+  devices: typeof DEVICE_SET;
   nic: string;
   /** Forwards to put on the command line. */
   forwards: HostForward[];
@@ -66,6 +76,13 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
     String(spec.cpus),
     '-display',
     'none',
+    // QEMU's default devices cost boot time and do nothing here: a Debian initramfs spends seconds probing
+    // the floppy controller ("floppy: error 10"). Every device is added below, explicitly.
+    '-nodefaults',
+    // A VGA even with no display: `qvm screenshot` (QMP screendump) needs one. -vga, not -device VGA, so an
+    // `args: [-vga, ...]` replaces it instead of adding a second card.
+    '-vga',
+    'std',
     '-daemonize',
     '-pidfile',
     paths.pidfile,
@@ -87,7 +104,7 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
     '-netdev',
     ['user', `id=${NETDEV_ID}`, ...spec.forwards.map((f) => `hostfwd=${formatHostfwd(f)}`)].join(','),
     '-device',
-    `${spec.nic},netdev=${NETDEV_ID}`,
+    nicDevice(spec.nic),
   ];
   args.push(...blockDevices(spec));
   if (spec.cdrom) {
@@ -133,6 +150,15 @@ export function buildQemuArgs(spec: LaunchSpec, paths: VmPaths): string[] {
   args.push(...spec.args);
   if (spec.loadvm) args.push('-loadvm', spec.loadvm);
   return args;
+}
+
+/**
+ * The NIC on the user network, without its option ROM: SeaBIOS boots disks and CD-ROMs by itself, and a NIC
+ * ROM (iPXE) only adds a network boot attempt that keeps a core busy for seconds when there is nothing to boot.
+ * Every model `-nic model=help` lists is PCI; ne2k_isa (ISA, -device only) has no romfile property.
+ */
+function nicDevice(model: string): string {
+  return `${model},netdev=${NETDEV_ID}${model === 'ne2k_isa' ? '' : ',romfile='}`;
 }
 
 /**

@@ -10,7 +10,6 @@
 import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import { DiskExistsError, MissingToolError, QemuProcessError } from '../errors.js';
 import { formatSize } from '../model/units.js';
 import { isAlive } from '../runtime/process.js';
@@ -30,6 +29,8 @@ export interface ImageInfo {
 }
 
 async function run(args: string[], what: string): Promise<string> {
+  // execa (~100 modules) is loaded by the first qemu-img call, not by every command that might make one.
+  const { execa } = await import('execa');
   const result = await execa(QEMU_IMG, args, {
     reject: false,
     timeout: QEMU_IMG_TIMEOUT_MS,

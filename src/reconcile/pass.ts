@@ -3,8 +3,8 @@
  * manifest, take the namespace's lock, observe, plan, pick what to apply, apply, and release the lock.
  * Observing and planning happen under the lock, so what another qvm changed while this one waited is seen.
  */
-import { type Effects, realEffects } from '../apply/effects.js';
-import { applyPlan, type ProgressEvent, type VmResult } from '../apply/executor.js';
+import type { Effects } from '../apply/effects.js';
+import type { ProgressEvent, VmResult } from '../apply/executor.js';
 import { prepareGuests } from '../guest/prepare.js';
 import { loadManifest } from '../manifest/manifest.js';
 import type { Manifest } from '../manifest/types.js';
@@ -50,8 +50,8 @@ export interface PassRequest {
   planOptions: Omit<PlanOptions, 'namespace'> | ((context: Context) => Omit<PlanOptions, 'namespace'>);
   /** Plan only: nothing is applied and the lock is not taken. */
   dryRun?: boolean;
-  /** Told the whole plan, before anything is applied. */
-  onPlan?: (plan: Plan, context: Context) => void;
+  /** Told the whole plan, before anything is applied; a promise it returns is waited for. */
+  onPlan?: (plan: Plan, context: Context) => unknown;
   /** Picks what of the plan to apply (watch: --live-only and back-off). Default: everything. */
   select?: (plan: Plan) => Plan;
   onProgress?: (event: ProgressEvent) => void;
@@ -70,6 +70,20 @@ export interface PassResult extends Context {
   /** What was applied (what `select` kept); empty for a dry run. */
   applied: Plan;
   results: VmResult[];
+}
+
+/**
+ * Carries out the changes. The executor and the effects (the process supervisor, qemu-img, downloads) are
+ * loaded here, so a pass with nothing to do (plan, a no-op apply, most watch passes) never loads them.
+ */
+async function applyChanges(applied: Plan, context: Context, request: PassRequest): Promise<VmResult[]> {
+  const { applyPlan } = await import('../apply/executor.js');
+  const makeEffects =
+    request.effects ??
+    (async (ns: Namespace) =>
+      (await import('../apply/effects.js')).realEffects(ns, { signal: request.signal }));
+  const effects = await makeEffects(context.namespace);
+  return applyPlan(applied, effects, request.onProgress ? { onProgress: request.onProgress } : {});
 }
 
 /** Runs one pass. Throws what loading, locking or observing throws; a VM's failure is in `results`. */
@@ -96,15 +110,9 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
         capSerialLog(vmPaths(context.namespace, vm));
     }
     const plan = makePlan(context.manifest, observation, { ...options, namespace: context.namespace });
-    request.onPlan?.(plan, context);
+    await request.onPlan?.(plan, context);
     const applied = request.dryRun ? { ...plan, changes: [] } : (request.select ?? ((p: Plan) => p))(plan);
-    const effects = (request.effects ?? ((ns) => realEffects(ns, { signal: request.signal })))(
-      context.namespace,
-    );
-    const results =
-      applied.changes.length > 0
-        ? await applyPlan(applied, effects, request.onProgress ? { onProgress: request.onProgress } : {})
-        : [];
+    const results = applied.changes.length > 0 ? await applyChanges(applied, context, request) : [];
     if (!request.dryRun) await request.afterApply?.(context, applied, results);
     return { ...context, observation, plan, applied, results };
   } finally {

@@ -24,6 +24,8 @@ export interface RecordedLaunch {
   memoryMiB: number;
   cpus: number;
   accel: 'kvm' | 'tcg';
+  /** qvm's device set (qemu/argv.ts DEVICE_SET); absent in records of a qvm that used QEMU's defaults. */
+  devices?: string;
   nic: string;
   forwards: HostForward[];
   disk?: { path: string; format: string };
@@ -186,6 +188,7 @@ function isRecordedLaunch(v: unknown): v is RecordedLaunch {
     typeof v.memoryMiB === 'number' &&
     typeof v.cpus === 'number' &&
     (v.accel === 'kvm' || v.accel === 'tcg') &&
+    optional(v.devices, isString) &&
     isString(v.nic) &&
     Array.isArray(v.forwards) &&
     v.forwards.every(isForward) &&

@@ -27,6 +27,55 @@ describe('qemu argv', () => {
     expect(args.slice(-2)).toEqual(['-device', 'virtio-rng-pci']);
   });
 
+  it("starts QEMU without its default devices, adding only the manifest's, the serial port and a VGA", () => {
+    const m = manifest(
+      'vms:\n  web:\n    disk: web.qcow2\n    cdrom: d.iso\n  bare:\n    nic: ne2k_isa\n    kernel: k\n',
+    );
+    const web = argvLines(buildQemuArgs(launchSpec(m.vms[0]!, 'tcg', [], undefined), vmPaths(NS, 'web')));
+    expect(web).toContain('-nodefaults');
+    expect(web).toContain('-vga std');
+    // No option ROM: no iPXE network boot attempt; SeaBIOS boots the disk and the CD-ROM itself.
+    expect(web).toContain('-device virtio-net-pci,netdev=net0,romfile=');
+    expect(web.filter((l) => l.startsWith('-drive') || l.startsWith('-boot'))).toEqual([
+      '-drive file=/srv/vms/web.qcow2,format=qcow2,if=virtio,id=disk0',
+      '-drive file=/srv/vms/d.iso,format=raw,media=cdrom,readonly=on,if=ide,id=cdrom0',
+      '-boot order=cd',
+    ]);
+    expect(web.filter((l) => l.startsWith('-serial') || l.startsWith('-chardev socket'))).toHaveLength(2);
+    const bare = argvLines(buildQemuArgs(launchSpec(m.vms[1]!, 'tcg', [], undefined), vmPaths(NS, 'bare')));
+    expect(bare.filter((l) => l.startsWith('-drive') || l.startsWith('-boot'))).toEqual([]);
+    // The one ISA NIC has no romfile property: QEMU would refuse to start.
+    expect(bare).toContain('-device ne2k_isa,netdev=net0');
+  });
+
+  it('adds every device of agent, mounts, data disks and display explicitly, and keeps the VGA VNC shows', () => {
+    const m = manifest(
+      'vms:\n  dev:\n    disk: os.qcow2\n    disks: [{ path: data.qcow2, size: 1G }]\n    agent: true\n    mounts: [{ host: /srv/src, guest: /src }]\n    display: vnc\n    kernel: k\n',
+    );
+    const args = buildQemuArgs(launchSpec(m.vms[0]!, 'tcg', [], { format: 'qcow2' }), vmPaths(NS, 'dev'));
+    const lines = argvLines(args);
+    expect(args.filter((a) => a === '-nodefaults')).toHaveLength(1);
+    // One VGA, before anything the manifest adds, so that -vnc has a screen to serve and screendump a picture.
+    expect(lines.filter((l) => l.startsWith('-vga') || /^-device (VGA|.*-vga)/.test(l))).toEqual([
+      '-vga std',
+    ]);
+    expect(args.indexOf('-vga')).toBeLessThan(args.indexOf('-vnc'));
+    expect(lines).toContain('-vnc unix:/run/qvm/ns/dev/vnc.sock');
+    expect(lines.filter((l) => l.startsWith('-device'))).toEqual([
+      '-device virtio-net-pci,netdev=net0,romfile=',
+      '-device virtio-blk-pci,drive=disk0,bootindex=1',
+      '-device virtio-blk-pci,drive=data0,serial=data',
+      '-device virtio-serial-pci,id=vser0',
+      '-device virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+      '-device virtio-9p-pci,fsdev=fs0,mount_tag=qvm0',
+    ]);
+    // No drive is left to QEMU's defaults: each has an interface (none, with its -device) and an id.
+    expect(lines.filter((l) => l.startsWith('-drive'))).toEqual([
+      '-drive file=/srv/vms/os.qcow2,format=qcow2,if=none,id=disk0',
+      '-drive file=/srv/vms/data.qcow2,format=qcow2,if=none,id=data0',
+    ]);
+  });
+
   it('leaves forwards and -loadvm out of the restart comparison', () => {
     const m = manifest('vms:\n  web:\n    forwards: ["tcp::8080-:80"]\n');
     const spec = m.vms[0]!;

@@ -242,6 +242,42 @@ describe('plan', () => {
     expect(replaced.problems[0]!.message).toContain('its record names another file at /srv/vms/d.qcow2');
   });
 
+  it("restarts a VM that a qvm using QEMU's default devices started, naming the device set", () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const lean = runningAsSpecified(m, 'web');
+    const { devices: _devices, ...olderLaunch } = lean.launch!.launch;
+    const olderArgv = lean
+      .argv!.filter((a, i, all) => a !== '-nodefaults' && a !== '-vga' && all[i - 1] !== '-vga')
+      .map((a) => a.replace(',romfile=', ''));
+    const older = {
+      ...lean,
+      argv: olderArgv,
+      launch: { ...lean.launch!, argv: olderArgv, launch: olderLaunch },
+    };
+    expect(plan(m, observation([lean]), options).changes).toEqual([]);
+    expect(plan(m, observation([older]), options).changes).toMatchObject([
+      {
+        action: 'restart',
+        fields: [{ field: 'devices', from: "QEMU's defaults", to: 'lean (-nodefaults)' }],
+      },
+    ]);
+  });
+
+  it('never resumes a saved state into another device set than the one it was saved with', () => {
+    const m = manifest('vms:\n  web:\n    disk: d.qcow2\n');
+    const { devices: _devices, ...older } = runningAsSpecified(m, 'web').launch!.launch;
+    const obs = observation([
+      stopped('web', {
+        disk: disk('/srv/vms/d.qcow2', { snapshots: [SAVED_STATE_TAG] }),
+        savedState: savedState('web', '/srv/vms/d.qcow2', older),
+      }),
+    ]);
+    const p = plan(m, obs, options);
+    expect(p.changes).toEqual([]);
+    expect(p.problems[0]!.message).toContain('by an older qvm, which started QEMU with its default devices');
+    expect(p.problems[0]!.message).toContain('`qvm apply --discard-saved-state` drops the saved state');
+  });
+
   it('says a saved state cannot resume with a changed configuration, and what to do', () => {
     const before = manifest('vms:\n  web:\n    disk: d.qcow2\n    memory: 512M\n');
     const after = manifest('vms:\n  web:\n    disk: d.qcow2\n    memory: 1G\n');
