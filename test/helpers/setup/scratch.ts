@@ -26,13 +26,20 @@ function processesUnder(dir: string): number[] {
   return pids;
 }
 
-export default function setup(): () => void {
+const SCRATCH = Symbol.for('qvm.test.scratch');
+
+export default function setup(): void {
+  // Every tier lists this setup, and vitest may tear a tier down while others still run: one folder for the
+  // whole run, made by the first tier, removed when the vitest process exits.
+  const state = globalThis as { [SCRATCH]?: string };
+  if (state[SCRATCH]) return;
   const scratch = mkdtempSync(path.join(tmpdir(), 'qvm-test-'));
+  state[SCRATCH] = scratch;
   chmodSync(scratch, 0o700);
   process.env.QVM_RUNTIME_DIR ??= path.join(scratch, 'run');
   process.env.QVM_STATE_DIR ??= path.join(scratch, 'state');
   process.env.TMPDIR = scratch;
-  return () => {
+  process.once('exit', () => {
     for (const pid of processesUnder(scratch)) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -46,5 +53,5 @@ export default function setup(): () => void {
       // A file system a test mounted and left behind (EBUSY): say where, never fail the run over it.
       console.warn(`could not remove the test scratch folder ${scratch}: ${(error as Error).message}`);
     }
-  };
+  });
 }
