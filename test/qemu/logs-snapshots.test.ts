@@ -227,7 +227,12 @@ describe.concurrent('qvm snapshot save, list and delete', () => {
       stderr: 'error: web has no snapshot nope (it has: by-hand)\n',
     });
     const verb = await run(['snapshot', 'rename', 'web', 'x', '-f', file]);
-    expect(verb.stderr).toBe('error: unknown snapshot action "rename": use list, save or delete\n');
+    expect(verb).toEqual({
+      exitCode: 1,
+      stdout: '',
+      stderr:
+        "error: command-argument value 'rename' is invalid for argument 'action'. Allowed choices are list, save, delete.\n(run with --help for usage)\n",
+    });
     expect(tagsOf(disk)).toEqual(['by-hand']);
   });
 
