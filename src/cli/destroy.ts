@@ -7,7 +7,7 @@
  * after it, still under the namespace's lock. Each VM's result stands on its own: one VM that fails to stop
  * keeps only its own files.
  */
-import { existsSync, readdirSync, rmSync, type Stats, statSync, unlinkSync } from 'node:fs';
+import { existsSync, rmSync, type Stats, statSync, unlinkSync } from 'node:fs';
 import type { VmResult } from '../apply/executor.js';
 import { UsageError } from '../errors.js';
 import { listNamespaceVms } from '../observe/observe.js';
@@ -15,7 +15,7 @@ import { display } from '../plan/describe.js';
 import type { Plan } from '../plan/types.js';
 import { type Context, runPass } from '../reconcile/pass.js';
 import { vmPaths } from '../runtime/paths.js';
-import { readProcess } from '../runtime/process.js';
+import { processWithFd, readProcess } from '../runtime/process.js';
 import { forgetKnownDisk, readKnownDisks, readSavedState, removeRecord } from '../runtime/records.js';
 import { sayWaiting } from './context.js';
 import { type Output, writeLine } from './output.js';
@@ -184,25 +184,11 @@ function sameFile(file: string, stat: Stats): boolean {
 
 /** A process that has this file open (a QEMU qvm does not know of, a backup, a loop device's owner). */
 function processHolding(stat: Stats): string | undefined {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${entry}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const target = statSync(`/proc/${entry}/fd/${fd}`);
-        if (target.dev === stat.dev && target.ino === stat.ino) {
-          const argv = readProcess(Number(entry))?.argv ?? [];
-          return `pid ${entry} (${argv.join(' ').slice(0, 60) || 'unknown'})`;
-        }
-      } catch {
-        // closed meanwhile, or not ours to look at
-      }
-    }
-  }
-  return undefined;
+  const pid = processWithFd((fd) => {
+    const target = statSync(fd);
+    return target.dev === stat.dev && target.ino === stat.ino;
+  });
+  if (pid === undefined) return undefined;
+  const argv = readProcess(pid)?.argv ?? [];
+  return `pid ${pid} (${argv.join(' ').slice(0, 60) || 'unknown'})`;
 }

@@ -5,12 +5,12 @@
  * fd points at it. A holder that is another qvm VM is named by VM and manifest.
  */
 import dgram from 'node:dgram';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Proto } from '../model/forward.js';
 import { namespaceRecord } from '../runtime/paths.js';
-import { readProcess } from '../runtime/process.js';
+import { isSocketIn, processWithFd, readProcess } from '../runtime/process.js';
 
 export type PortCheck =
   | { free: true }
@@ -97,26 +97,7 @@ function socketInodes(proto: Proto, port: number): Set<string> {
 
 function holderPid(proto: Proto, port: number): number | undefined {
   const inodes = socketInodes(proto, port);
-  if (inodes.size === 0) return undefined;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${entry}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const target = readlinkSync(`/proc/${entry}/fd/${fd}`);
-        const m = /^socket:\[(\d+)\]$/.exec(target);
-        if (m && inodes.has(m[1]!)) return Number(entry);
-      } catch {
-        // the fd closed meanwhile
-      }
-    }
-  }
-  return undefined;
+  return inodes.size === 0 ? undefined : processWithFd(isSocketIn(inodes));
 }
 
 /** A QEMU started by qvm: its VM name and manifest, from its -pidfile path and the namespace record. */

@@ -3,9 +3,9 @@
  * another runtime root (qvm started with another QVM_RUNTIME_DIR), and which process listens on an adopted
  * VM's monitor socket (so two entries, or an entry and a VM qvm started, are never the same QEMU).
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { readProcess } from '../runtime/process.js';
+import { isSocketIn, processWithFd, readProcess } from '../runtime/process.js';
 
 /** Pids and argv of the QEMU processes this user can see. */
 export function qemuProcesses(): { pid: number; argv: string[] }[] {
@@ -63,23 +63,5 @@ export function socketOwner(socketPath: string): number | undefined {
     const fields = line.trim().split(/\s+/);
     if (fields[7] === socketPath && fields[6]) inodes.add(fields[6]);
   }
-  if (inodes.size === 0) return undefined;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${entry}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${entry}/fd/${fd}`));
-        if (m && inodes.has(m[1]!)) return Number(entry);
-      } catch {
-        // closed meanwhile
-      }
-    }
-  }
-  return undefined;
+  return inodes.size === 0 ? undefined : processWithFd(isSocketIn(inodes));
 }

@@ -3,7 +3,7 @@
  * a pidfile only when the pid's command line names that very pidfile, so a pid reused by another program is
  * never mistaken for a VM, and never signalled.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 export interface ProcessInfo {
   pid: number;
@@ -81,4 +81,36 @@ export function checkPidfile(pidfile: string): PidfileCheck {
     };
   }
   return { kind: 'ours', process: info };
+}
+
+/**
+ * The first process with an open file descriptor that `match` accepts (given the fd's /proc path), when this
+ * user may look at that process's descriptors. A descriptor that closes while we look simply does not match.
+ */
+export function processWithFd(match: (fdPath: string) => boolean): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue; // gone, or not ours to look at
+    }
+    for (const fd of fds) {
+      try {
+        if (match(`/proc/${entry}/fd/${fd}`)) return Number(entry);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A `processWithFd` matcher: the descriptor is one of these sockets (inode numbers as /proc/net lists them). */
+export function isSocketIn(inodes: Set<string>): (fdPath: string) => boolean {
+  return (fdPath) => {
+    const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(fdPath));
+    return m !== null && inodes.has(m[1]!);
+  };
 }
