@@ -26,7 +26,13 @@ import { QEMU_SYSTEM } from '../qemu/argv.js';
 import { type AnyMonitor, connectMonitor } from '../qemu/monitor.js';
 import { parseStatus } from '../qemu/parse/status.js';
 import { QmpClient } from '../qemu/qmp.js';
-import { ensurePrivateDir, type Namespace, runtimeRoot, type VmPaths } from '../runtime/paths.js';
+import {
+  ensurePrivateDir,
+  type Namespace,
+  runtimeRoot,
+  socketFiles,
+  type VmPaths,
+} from '../runtime/paths.js';
 import { checkPidfile, isAlive, readProcess } from '../runtime/process.js';
 import { errnoText } from '../runtime/records.js';
 
@@ -51,16 +57,7 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
 /** Removes a pidfile and sockets left by a QEMU that is gone. Refuses while a live QEMU owns them. */
 function removeStaleFiles(paths: VmPaths): void {
   if (checkPidfile(paths.pidfile).kind === 'ours') return;
-  for (const file of [
-    paths.pidfile,
-    paths.qmp,
-    paths.events,
-    paths.hmp,
-    paths.serial,
-    paths.agent,
-    paths.vnc,
-  ])
-    rmSync(file, { force: true });
+  for (const file of [paths.pidfile, ...socketFiles(paths)]) rmSync(file, { force: true });
 }
 
 /** Creates (or checks) the private runtime folders of a VM, and the namespace record that names its manifest. */
@@ -142,16 +139,7 @@ export async function launchQemu(args: string[], paths: VmPaths): Promise<number
       said,
     );
   }
-  for (const file of [
-    paths.qmp,
-    paths.events,
-    paths.hmp,
-    paths.serial,
-    paths.agent,
-    paths.vnc,
-    paths.serialLog,
-    paths.qemuLog,
-  ]) {
+  for (const file of [...socketFiles(paths), paths.serialLog, paths.qemuLog]) {
     try {
       chmodSync(file, 0o600);
     } catch {

@@ -14,7 +14,7 @@ import { listNamespaceVms } from '../observe/observe.js';
 import { display } from '../plan/describe.js';
 import type { Plan } from '../plan/types.js';
 import { type Context, runPass } from '../reconcile/pass.js';
-import { vmPaths } from '../runtime/paths.js';
+import { socketFiles, vmPaths } from '../runtime/paths.js';
 import { processWithFd, readProcess } from '../runtime/process.js';
 import { forgetKnownDisk, readKnownDisks, readSavedState, removeRecord } from '../runtime/records.js';
 import { sayWaiting } from './context.js';
@@ -88,16 +88,7 @@ function cleanUp(
   for (const name of targets) {
     if (failed.has(name) || skipped.has(name)) continue;
     const paths = vmPaths(namespace, name);
-    for (const file of [
-      paths.pidfile,
-      paths.qmp,
-      paths.events,
-      paths.hmp,
-      paths.serial,
-      paths.agent,
-      paths.vnc,
-      paths.launch,
-    ]) {
+    for (const file of [paths.pidfile, ...socketFiles(paths), paths.launch]) {
       rmSync(file, { force: true });
     }
     const deleted = deleteDisks ? deleteCreatedDisks(context, name, flags.deleteDataDisks, output) : [];

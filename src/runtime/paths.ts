@@ -184,6 +184,11 @@ export function seedDir(paths: VmPaths, instanceId: string): string {
   return path.join(paths.dir, `cidata-${instanceId}`);
 }
 
+/** The unix sockets QEMU serves for a VM (monitors, serial console, agent, VNC). */
+export function socketFiles(paths: VmPaths): string[] {
+  return [paths.qmp, paths.events, paths.hmp, paths.serial, paths.agent, paths.vnc];
+}
+
 /** The runtime and state files of one VM of a namespace. */
 export function vmPaths(namespace: Namespace, vm: string): VmPaths {
   // Names are validated by the manifest schema; this is the last line against a name escaping the folder.
@@ -212,7 +217,7 @@ export function vmPaths(namespace: Namespace, vm: string): VmPaths {
     knownHosts: path.join(stateDir, 'known_hosts'),
     sshPort: path.join(stateDir, 'ssh-port'),
   };
-  for (const socket of [paths.qmp, paths.events, paths.hmp, paths.serial, paths.agent, paths.vnc]) {
+  for (const socket of socketFiles(paths)) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
       throw new RuntimeDirError(
         `the runtime folder path is too long for unix sockets (${Buffer.byteLength(socket)} bytes, the limit is ${MAX_SOCKET_PATH_BYTES}): ${socket}; set QVM_RUNTIME_DIR to a shorter folder`,
