@@ -39,8 +39,15 @@ function loadBundle() {
   const dir = codeCacheDir();
   const require = module.createRequire(import.meta.url);
   // watch changes V8's flags (a cache would be refused) and runs for days; QVM_DEBUG wants Node's own loader,
-  // which applies the source map.
-  if (module.enableCompileCache || !dir || command === 'watch' || process.env.QVM_DEBUG) {
+  // which applies the source map; so does coverage (NODE_V8_COVERAGE, set by npm test for the qvm processes
+  // it starts): its positions must be the bundle's own, which the wrapper below would shift.
+  if (
+    module.enableCompileCache ||
+    !dir ||
+    command === 'watch' ||
+    process.env.QVM_DEBUG ||
+    process.env.NODE_V8_COVERAGE
+  ) {
     if (dir) module.enableCompileCache?.(dir);
     return require(BUNDLE);
   }
