@@ -107,7 +107,7 @@ try {
       },
       [labels.warm]: {
         before: () => qvm(['destroy', '-f', 'm.yaml']),
-        run: () => timedApply(/start \(from snapshot warm\)/),
+        run: () => timedApply(/start \(from snapshot warm[;)]/),
         selfTimed: true,
       },
     },
