@@ -278,6 +278,20 @@ async function untilGone(pids: number[], timeoutMs = 120_000): Promise<void> {
 
 const printedForward = (out: string) => /TCP\[HOST_FORWARD\]/.test(out);
 
+/**
+ * Waits (untimed) until libvirt itself says the domain is shut off: libvirtd notices its QEMU's exit a moment
+ * after the process is gone, and a `virsh start` before that fails with "Domain is already active".
+ */
+async function untilShutOff(names: string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const name of names) {
+    while (!/shut off/.test((await run('virsh', [...CONNECT, 'domstate', name])).stdout)) {
+      if (Date.now() > deadline) throw new Error(`libvirt still has ${name} active`);
+      await sleep(50);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 const runtime = privateDir('qvmbl-');
@@ -476,6 +490,7 @@ try {
       await virsh(['shutdown', lv]);
       await untilGone([pid]);
       boot[labels.lvStop]!.push(performance.now() - t1);
+      await untilShutOff([lv]);
     },
     qvm: async () => cycle(dirOne, qvmPort, labels.qvmStart, labels.qvmStop),
     lean: async () => cycle(lean, qvmExtra, labels.qvmLeanStart, labels.qvmLeanStop),
@@ -538,6 +553,7 @@ try {
       await Promise.all(lvTen.map((name) => virsh(['shutdown', name])));
       await untilGone(pids);
       ten[labels.lvStopTen]!.push(performance.now() - t1);
+      await untilShutOff(lvTen);
     },
     qvm: async () => {
       const t0 = performance.now();
