@@ -63,9 +63,11 @@ describe('the bundled CLI', () => {
       const manifest = path.join(dir, 'qvm.yaml');
       writeFileSync(manifest, 'vms:\n  web: {}\n');
       const cacheRoot = path.join(dir, 'cache');
+      // Without coverage: a qvm measured by npm test's coverage (NODE_V8_COVERAGE) runs without a code cache.
+      // Node copies the variable into every child's environment unless the environment sets it: set it empty.
       const validate = () =>
         execFileSync(process.execPath, [QVM_BIN, 'validate', '-f', manifest], {
-          env: { ...process.env, QVM_CACHE_DIR: cacheRoot, QVM_DEBUG: '' },
+          env: { ...process.env, NODE_V8_COVERAGE: '', QVM_CACHE_DIR: cacheRoot, QVM_DEBUG: '' },
           encoding: 'utf8',
         });
       const expected = `${manifest}: valid, 1 VM (web)\n`;

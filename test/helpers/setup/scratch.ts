@@ -1,6 +1,6 @@
 /**
  * Global setup of every tier: one private scratch folder per run, removed when the run ends.
- * - QVM_RUNTIME_DIR and QVM_STATE_DIR point into it, a safety net for a test that forgets its own roots: no test
+ * - QVM_RUNTIME_DIR, QVM_STATE_DIR and QVM_CACHE_DIR point into it, a safety net for a test that forgets its own roots: no test
  *   ever reads or writes the user's /run/qvm or state folder.
  * - TMPDIR points into it too, so every temp folder a test makes (os.tmpdir()) lives there. A test killed by its
  *   timeout skips its own clean-up; the teardown below still kills the QEMUs started from the scratch folder and
@@ -38,6 +38,8 @@ export default function setup(): void {
   chmodSync(scratch, 0o700);
   process.env.QVM_RUNTIME_DIR ??= path.join(scratch, 'run');
   process.env.QVM_STATE_DIR ??= path.join(scratch, 'state');
+  // The image cache and the CLI's code cache too: a run never fills the user's ~/.cache/qvm.
+  process.env.QVM_CACHE_DIR ??= path.join(scratch, 'cache');
   process.env.TMPDIR = scratch;
   process.once('exit', () => {
     for (const pid of processesUnder(scratch)) {
