@@ -128,10 +128,11 @@ describe('the exported demo job, run as the Nomad qemu driver runs it', () => {
       socket.once('connect', () => socket.end('system_powerdown\n', resolve));
       socket.once('error', reject);
     });
-    const started = Date.now();
+    // The driver SIGKILLs QEMU once KillTimeout has passed: waiting that long is the driver's own deadline, and
+    // exit status 0 (no signal) says the guest powered off before it.
     await waitUntil(() => qemu!.exitCode !== null, killTimeoutMs);
     expect(await exited(qemu!)).toBe(0);
-    expect(Date.now() - started).toBeLessThan(killTimeoutMs);
+    expect(qemu!.signalCode).toBeNull();
     expect(serial).toContain('reboot: Power down');
   }, 30_000);
 });
