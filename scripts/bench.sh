@@ -28,17 +28,7 @@ for name in "${names[@]}"; do [ "$name" = devenv ] && ensure_debian_guest && ens
 missing=()
 command -v socat >/dev/null 2>&1 || missing+=(socat)
 nc -h 2>&1 | grep -q -- '-U' || missing+=(netcat-openbsd)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "qvm: installing ${missing[*]} from Debian's packages" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-      { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
-  else
-    echo "qvm: the monitor benchmark needs ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+install_missing "the monitor benchmark's classic recipes" "${missing[@]}"
 npm run --silent build
 
 echo "qvm: benchmarks ${names[*]} (opt-in, when named: ${OPT_IN[*]})" >&2

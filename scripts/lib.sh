@@ -8,41 +8,39 @@ ensure_node_modules() {
   fi
 }
 
-# QEMU from Debian's packages, and cpio for packing the demo guest's initramfs: installed when missing and
-# we are root; otherwise the exact command to run.
+# install_missing WHY PACKAGE...: installs Debian packages when we are root (the package lists are refreshed
+# only if the first try fails); otherwise prints the exact command to run and fails. WHY says who needs them.
+install_missing() {
+  local why=$1
+  shift
+  [ $# -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "qvm: installing $* from Debian's packages ($why)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+      { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+  else
+    echo "qvm: missing $* ($why). Install with:" >&2
+    echo "  sudo apt-get install -y --no-install-recommends $*" >&2
+    return 1
+  fi
+}
+
+# QEMU from Debian's packages, and cpio for packing the demo guest's initramfs.
 ensure_qemu() {
   local missing=()
   command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
   command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
   command -v cpio >/dev/null 2>&1 || missing+=(cpio)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "qvm: installing ${missing[*]} from Debian's packages" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "qvm: missing ${missing[*]}. Install with:" >&2
-    echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-    return 1
-  fi
+  install_missing "QEMU and the demo guest's build" "${missing[@]}"
 }
 
-# zsh and fish, for the completion tests (`qvm completion zsh|fish` is checked by the shells themselves):
-# installed from Debian's packages when missing and we are root; otherwise the exact command to run.
+# zsh and fish, for the completion tests (`qvm completion zsh|fish` is checked by the shells themselves).
 ensure_shells() {
   local missing=()
   command -v zsh >/dev/null 2>&1 || missing+=(zsh)
   command -v fish >/dev/null 2>&1 || missing+=(fish)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "qvm: installing ${missing[*]} from Debian's packages" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "qvm: missing ${missing[*]} (the completion tests run them). Install with:" >&2
-    echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-    return 1
-  fi
+  install_missing "the completion tests run them" "${missing[@]}"
 }
 
 # The demo guest (kernel + initramfs), built once and cached in guest/out/.
@@ -59,14 +57,7 @@ ensure_debian_guest() {
 
 # qvm ssh/cp and the ssh readiness probe use the system's OpenSSH client.
 ensure_ssh_client() {
-  command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "qvm: installing openssh-client from Debian's packages" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null ||
-      { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client >/dev/null; }
-  else
-    echo "qvm: the tests need OpenSSH's client (ssh, scp, ssh-keygen); install with: sudo apt-get install -y openssh-client" >&2
-    return 1
-  fi
+  local missing=()
+  { command -v ssh && command -v scp && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
+  install_missing "qvm ssh, qvm cp and the ssh readiness probe use it" "${missing[@]}"
 }
