@@ -1,15 +1,29 @@
 #!/usr/bin/env node
-// The published entry point: the CLI is bundled into dist/bundle/qvm.cjs by `npm run build` (scripts/build.ts).
-import { lstatSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import module from 'node:module';
-import { homedir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
-import vm from 'node:vm';
+// The published entry point: the CLI is bundled by `npm run build` (scripts/build.ts) into dist/bundle/:
+// qvm.cjs holds every command, and the commands a person waits on most (validate, plan, apply, status,
+// monitor) also have a bundle of their own, a third to two thirds of its size, which is all such a command
+// loads. This file is CommonJS (bin/package.json says so): Node's ES module loader costs a one-shot
+// command 3-4 ms more.
+'use strict';
+const {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} = require('node:fs');
+const Module = require('node:module');
+const { homedir } = require('node:os');
+const path = require('node:path');
+const v8 = require('node:v8');
+const vm = require('node:vm');
 
-const BUNDLE = fileURLToPath(new URL('../dist/bundle/qvm.cjs', import.meta.url));
 const command = process.argv[2];
+/** How many runs of a command add to its code cache (see loadBundle). */
+const GENERATIONS = 4;
+const BUNDLE = bundleFor(command);
 
 // `qvm watch` runs for days and is mostly idle: trade peak speed for memory. Lite mode (no optimizing
 // compiler) and a small young generation keep it near 65 MB resident with 10 VMs instead of 80-85 MB.
@@ -25,45 +39,66 @@ if (process.env.QVM_DEBUG) process.setSourceMapsEnabled(true);
 
 let saveCodeCache;
 const { main } = loadBundle();
-process.exitCode = await main(process.argv);
-saveCodeCache?.();
+main(process.argv).then((code) => {
+  process.exitCode = code;
+  saveCodeCache?.();
+});
+
+/** The command's own bundle when it has one, else the whole CLI. */
+function bundleFor(name) {
+  const dir = path.join(__dirname, '..', 'dist', 'bundle');
+  if (name && /^[a-z][a-z-]{0,19}$/.test(name)) {
+    const own = path.join(dir, `${name}.cjs`);
+    if (name !== 'qvm' && existsSync(own)) return own;
+  }
+  return path.join(dir, 'qvm.cjs');
+}
 
 /**
  * The bundle, compiled with a cache of the code V8 compiled on an earlier run of the same command: parsing
  * and compiling qvm was a third of a one-shot command's start-up. Node 22.1+ keeps such a cache itself
- * (module.enableCompileCache); on Node 20, qvm compiles the bundle with vm.Script and V8's cached data, and
+ * (Module.enableCompileCache); on Node 20, qvm compiles the bundle with vm.Script and V8's cached data, and
  * writes the cache after a run that had none (or had one V8 refused), so it holds the functions that command
- * ran. Without a usable cache folder qvm simply runs without a cache.
+ * ran. One command takes several paths (`qvm monitor` on a QMP or an HMP socket, `qvm apply` starting VMs
+ * or finding nothing to do), and a function missing from the cache is compiled on every run (20% of
+ * `qvm monitor --socket` when the cache came from the other kind of socket): the cache is written again
+ * after each of the first GENERATIONS runs that used it, and V8 then writes what it had plus what that run
+ * compiled. Without a usable cache folder qvm simply runs without a cache.
  */
 function loadBundle() {
   const dir = codeCacheDir();
-  const require = module.createRequire(import.meta.url);
   // watch changes V8's flags (a cache would be refused) and runs for days; QVM_DEBUG wants Node's own loader,
   // which applies the source map; so does coverage (NODE_V8_COVERAGE, set by npm test for the qvm processes
   // it starts): its positions must be the bundle's own, which the wrapper below would shift.
   if (
-    module.enableCompileCache ||
+    Module.enableCompileCache ||
     !dir ||
     command === 'watch' ||
     process.env.QVM_DEBUG ||
     process.env.NODE_V8_COVERAGE
   ) {
-    if (dir) module.enableCompileCache?.(dir);
+    if (dir) Module.enableCompileCache?.(dir);
     return require(BUNDLE);
   }
   const source = readFileSync(BUNDLE, 'utf8');
   // V8 checks its version, its flags and the source's length, not its content: the key adds the bundle's
   // modification time, so a rebuilt bundle never runs code compiled from the previous one.
-  const key = `${process.version} ${source.length} ${statSync(BUNDLE).mtimeMs} ${BUNDLE}\n`;
+  const key = `${process.version} ${source.length} ${statSync(BUNDLE).mtimeMs} ${BUNDLE}`;
   const file = path.join(
     dir,
     `${/^[a-z-]{1,20}$/.test(command ?? '') ? command : 'other'}-${hash(BUNDLE)}.bin`,
   );
+  // The file: the key, a space, the generation (how many runs made it), a newline, V8's data.
   let cachedData;
+  let generation = 0;
   try {
     const data = readFileSync(file);
-    if (data.subarray(0, Buffer.byteLength(key)).toString() === key)
-      cachedData = data.subarray(Buffer.byteLength(key));
+    const newline = data.indexOf(10);
+    const header = data.subarray(0, newline).toString();
+    if (newline > 0 && header.startsWith(`${key} `)) {
+      generation = Number.parseInt(header.slice(key.length + 1), 10) || 0;
+      cachedData = data.subarray(newline + 1);
+    }
   } catch {
     // no cache yet
   }
@@ -75,16 +110,18 @@ function loadBundle() {
   const loaded = { exports: {} };
   script.runInThisContext()(
     loaded.exports,
-    module.createRequire(BUNDLE),
+    Module.createRequire(BUNDLE),
     loaded,
     BUNDLE,
     path.dirname(BUNDLE),
   );
-  if (!cachedData || script.cachedDataRejected) {
+  const rejected = !cachedData || script.cachedDataRejected;
+  if (rejected || generation < GENERATIONS) {
     saveCodeCache = () => {
       try {
         const temporary = `${file}.${process.pid}.tmp`;
-        writeFileSync(temporary, Buffer.concat([Buffer.from(key), script.createCachedData()]), {
+        const header = `${key} ${rejected ? 1 : generation + 1}\n`;
+        writeFileSync(temporary, Buffer.concat([Buffer.from(header), script.createCachedData()]), {
           mode: 0o600,
         });
         renameSync(temporary, file); // atomic: a concurrent qvm reads the old cache or the new one

@@ -5,18 +5,30 @@
  *   one-shot command's start-up. CommonJS, so that on Node 20 bin/qvm.js can compile it with a V8 code cache
  *   (Node 22+ caches compiled code itself). Modules only a command needs stay lazy: esbuild turns their
  *   `import()` into an initialiser that runs on first use.
+ * - dist/bundle/<command>.cjs: one more bundle per command in src/cli/entries/, holding that command alone.
+ *   Even lazy code costs a one-shot command: the whole file is read, and V8's code cache carries what it
+ *   needs to compile every function of the file later. bin/qvm.js picks the command's own bundle when there
+ *   is one.
  * - dist/<folder>/: every module compiled by tsc on its own (the tests start some of them in child
  *   processes, e.g. dist/runtime/lock.js), which also typechecks src/.
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const BUNDLE_DIR = path.join(ROOT, 'dist', 'bundle');
-const BUNDLE = path.join(BUNDLE_DIR, 'qvm.cjs');
+const ENTRIES_DIR = path.join(ROOT, 'src', 'cli', 'entries');
+const entryPoints = {
+  qvm: 'src/cli/main.ts',
+  ...Object.fromEntries(
+    readdirSync(ENTRIES_DIR)
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => [f.slice(0, -3), path.relative(ROOT, path.join(ENTRIES_DIR, f))]),
+  ),
+};
 
 execFileSync(
   process.execPath,
@@ -30,10 +42,11 @@ execFileSync(
 rmSync(BUNDLE_DIR, { recursive: true, force: true });
 await build({
   absWorkingDir: ROOT,
-  entryPoints: ['src/cli/main.ts'],
+  entryPoints,
   // Two folders below the package root, as every src/<folder>/*.ts is, so `new URL('../../package.json',
   // import.meta.url)` and the schema's URL name the same files.
-  outfile: BUNDLE,
+  outdir: BUNDLE_DIR,
+  outExtension: { '.js': '.cjs' },
   bundle: true,
   format: 'cjs',
   platform: 'node',
@@ -51,4 +64,8 @@ await build({
   sourcesContent: false,
   logLevel: 'warning',
 });
-console.log(`qvm: built dist/ and ${path.relative(ROOT, BUNDLE)}`);
+console.log(
+  `qvm: built dist/ and ${Object.keys(entryPoints)
+    .map((name) => path.relative(ROOT, path.join(BUNDLE_DIR, `${name}.cjs`)))
+    .join(', ')}`,
+);

@@ -108,8 +108,8 @@ describe('the npm package', () => {
       .filter(Boolean)
       .map((f) => f.replace(/^package\//, ''))
       .sort();
-    // bin/qvm.js runs the esbuild bundle only: not the modules tsc also writes to dist/, nor the source map.
-    const compiled = ['dist/bundle/qvm.cjs'];
+    // bin/qvm.js runs the esbuild bundles only: not the modules tsc also writes to dist/, nor the source maps.
+    const compiled = ['apply', 'monitor', 'plan', 'qvm', 'status', 'validate'].map((b) => `dist/bundle/${b}.cjs`);
     const shipped = files.filter(
       (f) =>
         /^(bin\/|schemas\/|guest\/debian\/)/.test(f) ||

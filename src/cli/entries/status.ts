@@ -1,0 +1,8 @@
+/** `qvm status` alone, bundled on its own: bin/qvm.js runs it when the command line starts with `status`. */
+import { declareStatus } from '../commands.js';
+import { type Output, processOutput } from '../output.js';
+import { runProgram } from '../program.js';
+
+export function main(argv: string[], output: Output = processOutput()): Promise<number> {
+  return runProgram(argv, output, [declareStatus]);
+}
