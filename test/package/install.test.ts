@@ -109,7 +109,9 @@ describe('the npm package', () => {
       .map((f) => f.replace(/^package\//, ''))
       .sort();
     // bin/qvm.js runs the esbuild bundles only: not the modules tsc also writes to dist/, nor the source maps.
-    const compiled = ['apply', 'monitor', 'plan', 'qvm', 'status', 'validate'].map((b) => `dist/bundle/${b}.cjs`);
+    const compiled = ['apply', 'monitor', 'plan', 'qvm', 'status', 'validate'].map(
+      (b) => `dist/bundle/${b}.cjs`,
+    );
     const shipped = files.filter(
       (f) =>
         /^(bin\/|schemas\/|guest\/debian\/)/.test(f) ||
