@@ -284,9 +284,13 @@ async function observeRunning(
   const launch = record && !('unreadable' in record) ? record : undefined;
   const qmp = await QmpClient.connect(paths.qmp, { timeoutMs: options.timeoutMs });
   try {
-    const runstate = await qmp.queryStatus();
-    const forwards = parseUsernet(await qmp.hmp('info usernet'));
-    const blocks = await qmp.queryBlock();
+    // Asked together: QEMU gets the three in one write and answers them in order.
+    const [runstate, usernet, blocks] = await Promise.all([
+      qmp.queryStatus(),
+      qmp.hmp('info usernet'),
+      qmp.queryBlock(),
+    ]);
+    const forwards = parseUsernet(usernet);
     const diskBlock = blocks.find((b) => b.device === DISK_DEVICE);
     const diskPath = spec?.disk?.path ?? launch?.launch.disk?.path;
     const format = spec?.disk?.format ?? launch?.launch.disk?.format ?? 'qcow2';

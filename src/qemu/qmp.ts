@@ -222,9 +222,7 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
         );
       }, timeoutMs);
       this.pending.set(id, { command: label, resolve, reject, timer });
-      this.socket.write(
-        `${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`,
-      );
+      this.writeSoon(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
     });
   }
 
@@ -318,6 +316,18 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [Monitor
     // Mark the close as ours first, so the socket's 'close' does not read as QEMU going away.
     this.closedWith ??= closedByQvm(this.socketPath);
     await endSocket(this.socket);
+  }
+
+  /**
+   * Writes a request with the others sent in the same tick: a VM observed with three commands costs QEMU one
+   * wake-up instead of three, which counts with a hundred VMs on two cores.
+   */
+  private writeSoon(line: string): void {
+    if (!this.socket.writableCorked) {
+      this.socket.cork();
+      process.nextTick(() => this.socket.uncork());
+    }
+    this.socket.write(line);
   }
 
   private onData(chunk: string): void {
