@@ -13,6 +13,7 @@
  *   processes, e.g. dist/runtime/lock.js), which also typechecks src/.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,7 +55,11 @@ await build({
   // A script compiled by vm.Script has no loader for import(): the few left (Node's http and https, loaded
   // at the first download) become require() too.
   supported: { 'dynamic-import': false },
-  define: { 'import.meta.url': '__qvmModuleUrl' },
+  // QVM_BUILD_ID: what caches made by one build are recognised by (runtime/file-store.ts).
+  define: {
+    'import.meta.url': '__qvmModuleUrl',
+    QVM_BUILD_ID: JSON.stringify(`${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`),
+  },
   banner: { js: 'var __qvmModuleUrl=require("node:url").pathToFileURL(__filename).href;' },
   // Less to parse on a run without a code cache; identifiers are kept, and stack traces name src/ files
   // through the source map (bin/qvm.js turns source maps on with QVM_DEBUG), which leaves the sources out.

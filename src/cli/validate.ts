@@ -1,9 +1,10 @@
 /** `qvm validate`: checks a manifest without touching any VM. */
 import { loadManifest } from '../manifest/manifest.js';
+import { manifestLoadOptions } from '../runtime/file-store.js';
 import { type Output, writeLine } from './output.js';
 
 export async function validateCommand(file: string, output: Output): Promise<number> {
-  const manifest = await loadManifest(file);
+  const manifest = await loadManifest(file, manifestLoadOptions());
   const count = manifest.vms.length;
   writeLine(
     output.out,

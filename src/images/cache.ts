@@ -18,10 +18,10 @@ import {
   renameSync,
   writeFileSync,
 } from 'node:fs';
-import { userInfo } from 'node:os';
 import path from 'node:path';
-import { ImageError } from '../errors.js';
-import { ensurePrivateDir } from '../runtime/paths.js';
+import { cacheRoot, ensurePrivateDir } from '../runtime/paths.js';
+
+export { cacheRoot };
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -44,26 +44,6 @@ export interface CachedImage {
   fetchedAt: string;
   /** Disks created as overlays of it, by the manifests that made them. */
   users: { disk: string; manifest: string }[];
-}
-
-/** The folder the cache lives in. */
-export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
-  const named = (variable: string, suffix: string) => {
-    const value = env[variable];
-    if (value === undefined || value === '') return undefined;
-    if (!path.isAbsolute(value))
-      throw new ImageError(`${variable} must be an absolute path, got ${JSON.stringify(value)}`);
-    return path.join(path.normalize(value), suffix);
-  };
-  return named('QVM_CACHE_DIR', '') ?? named('XDG_CACHE_HOME', 'qvm') ?? path.join(home(), '.cache', 'qvm');
-}
-
-function home(): string {
-  try {
-    return userInfo().homedir;
-  } catch {
-    return process.env.HOME ?? '/';
-  }
 }
 
 /** Where an image with this digest is (or would be) in the cache. */

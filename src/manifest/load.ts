@@ -42,8 +42,15 @@ export interface LoadedYaml {
   locate(path: FieldPath, options?: { key?: boolean }): SourcePosition | undefined;
 }
 
-/** Reads and parses a manifest file; a file that cannot be read is a located diagnostic. */
-export async function loadYamlFile(file: string, displayName = file): Promise<LoadedYaml> {
+/**
+ * Reads and parses a manifest file; a file that cannot be read is a located diagnostic. `parse` is given the
+ * text, the name for messages and the file (a parse cache keeps parses by file).
+ */
+export async function loadYamlFile(
+  file: string,
+  displayName = file,
+  parse: (text: string, displayName: string, file: string) => LoadedYaml = parseYaml,
+): Promise<LoadedYaml> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -65,7 +72,7 @@ export async function loadYamlFile(file: string, displayName = file): Promise<Lo
       locate: () => undefined,
     };
   }
-  return parseYaml(text, displayName);
+  return parse(text, displayName, file);
 }
 
 /** Parses YAML text, keeping where every node is. */

@@ -6,12 +6,28 @@
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ManifestError } from '../errors.js';
-import { loadYamlFile } from './load.js';
+import { type LoadedYaml, loadYamlFile, parseYaml } from './load.js';
+import { cachedParse, keepParse, type ParseStore } from './parse-cache.js';
 import type { Manifest } from './types.js';
 import { checkDocuments } from './validate.js';
 
+export interface LoadOptions {
+  /** Parses kept between runs (parse-cache.ts), valid for one build of qvm. */
+  parseCache?: { store: ParseStore; build: string };
+}
+
 /** Loads and checks a manifest file or folder; throws ManifestError with every problem. */
-export async function loadManifest(file: string): Promise<Manifest> {
+export async function loadManifest(file: string, options: LoadOptions = {}): Promise<Manifest> {
+  const cache = options.parseCache;
+  const parse = cache
+    ? (text: string, displayName: string, absolute: string): LoadedYaml => {
+        const kept = cachedParse(cache.store, cache.build, absolute, text, displayName);
+        if (kept) return kept;
+        const loaded = parseYaml(text, displayName);
+        keepParse(cache.store, cache.build, absolute, loaded);
+        return loaded;
+      }
+    : parseYaml;
   const absolute = path.resolve(file);
   const folder = isFolder(absolute);
   const names = folder
@@ -24,8 +40,10 @@ export async function loadManifest(file: string): Promise<Manifest> {
     throw new ManifestError(file, [{ file, message: 'is a folder with no *.yaml or *.yml manifest in it' }]);
   }
   const loadeds = folder
-    ? await Promise.all(names.map((name) => loadYamlFile(path.join(absolute, name), path.join(file, name))))
-    : [await loadYamlFile(absolute, file)];
+    ? await Promise.all(
+        names.map((name) => loadYamlFile(path.join(absolute, name), path.join(file, name), parse)),
+      )
+    : [await loadYamlFile(absolute, file, parse)];
   const result = checkDocuments(loadeds, folder ? absolute : path.dirname(absolute), file);
   if (!result.manifest) throw new ManifestError(file, result.diagnostics);
   return result.manifest;

@@ -115,19 +115,33 @@ export function runtimeRootOverridden(env: NodeJS.ProcessEnv = process.env): boo
   return env.QVM_RUNTIME_DIR !== undefined && env.QVM_RUNTIME_DIR !== '';
 }
 
+/** An absolute folder from an environment variable (plus `suffix`); undefined when unset or empty. */
+function folderFromEnv(env: NodeJS.ProcessEnv, variable: string, suffix: string): string | undefined {
+  const value = env[variable];
+  if (value === undefined || value === '') return undefined;
+  if (!path.isAbsolute(value))
+    throw new RuntimeDirError(`${variable} must be an absolute path, got ${JSON.stringify(value)}`);
+  return path.join(path.normalize(value), suffix);
+}
+
 /** The folder qvm's durable records live in. */
 export function stateRoot(env: NodeJS.ProcessEnv = process.env): string {
-  const named = (variable: string, suffix: string) => {
-    const value = env[variable];
-    if (value === undefined || value === '') return undefined;
-    if (!path.isAbsolute(value))
-      throw new RuntimeDirError(`${variable} must be an absolute path, got ${JSON.stringify(value)}`);
-    return path.join(path.normalize(value), suffix);
-  };
   return (
-    named('QVM_STATE_DIR', '') ??
-    named('XDG_STATE_HOME', 'qvm') ??
+    folderFromEnv(env, 'QVM_STATE_DIR', '') ??
+    folderFromEnv(env, 'XDG_STATE_HOME', 'qvm') ??
     path.join(homeOf(), '.local', 'state', 'qvm')
+  );
+}
+
+/**
+ * The folder of what qvm can make again (images, compiled code, parsed manifests): $QVM_CACHE_DIR, else
+ * $XDG_CACHE_HOME/qvm, else ~/.cache/qvm.
+ */
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return (
+    folderFromEnv(env, 'QVM_CACHE_DIR', '') ??
+    folderFromEnv(env, 'XDG_CACHE_HOME', 'qvm') ??
+    path.join(homeOf(), '.cache', 'qvm')
   );
 }
 
@@ -193,29 +207,31 @@ export function socketFiles(paths: VmPaths): string[] {
 export function vmPaths(namespace: Namespace, vm: string): VmPaths {
   // Names are validated by the manifest schema; this is the last line against a name escaping the folder.
   if (!VM_NAME.test(vm)) throw new RuntimeDirError(`invalid VM name ${JSON.stringify(vm)}`);
-  const dir = path.join(namespace.dir, vm);
-  const stateDir = path.join(namespace.stateDir, vm);
+  // Plain concatenation, not path.join: the namespace's folders are normalized and the name has no slash, and
+  // observing 100 VMs made 2,000 joins (13 ms).
+  const dir = `${namespace.dir}/${vm}`;
+  const stateDir = `${namespace.stateDir}/${vm}`;
   const paths: VmPaths = {
     dir,
-    qmp: path.join(dir, 'qmp.sock'),
-    events: path.join(dir, 'events.sock'),
-    hmp: path.join(dir, 'hmp.sock'),
-    serial: path.join(dir, 'serial.sock'),
-    agent: path.join(dir, 'qga.sock'),
-    vnc: path.join(dir, 'vnc.sock'),
-    serialLog: path.join(dir, 'serial.log'),
-    serialLogRotated: path.join(dir, 'serial.log.1'),
-    pidfile: path.join(dir, 'qemu.pid'),
-    launch: path.join(dir, 'launch.json'),
-    qemuLog: path.join(dir, 'qemu.log'),
-    previousQemuLog: path.join(dir, 'qemu.previous.log'),
+    qmp: `${dir}/qmp.sock`,
+    events: `${dir}/events.sock`,
+    hmp: `${dir}/hmp.sock`,
+    serial: `${dir}/serial.sock`,
+    agent: `${dir}/qga.sock`,
+    vnc: `${dir}/vnc.sock`,
+    serialLog: `${dir}/serial.log`,
+    serialLogRotated: `${dir}/serial.log.1`,
+    pidfile: `${dir}/qemu.pid`,
+    launch: `${dir}/launch.json`,
+    qemuLog: `${dir}/qemu.log`,
+    previousQemuLog: `${dir}/qemu.previous.log`,
     stateDir,
-    disks: path.join(stateDir, 'disks.json'),
-    savedState: path.join(stateDir, 'saved-state.json'),
-    snapshots: path.join(stateDir, 'snapshots.json'),
-    sshHostKey: path.join(stateDir, 'ssh_host_ed25519_key'),
-    knownHosts: path.join(stateDir, 'known_hosts'),
-    sshPort: path.join(stateDir, 'ssh-port'),
+    disks: `${stateDir}/disks.json`,
+    savedState: `${stateDir}/saved-state.json`,
+    snapshots: `${stateDir}/snapshots.json`,
+    sshHostKey: `${stateDir}/ssh_host_ed25519_key`,
+    knownHosts: `${stateDir}/known_hosts`,
+    sshPort: `${stateDir}/ssh-port`,
   };
   for (const socket of socketFiles(paths)) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
