@@ -54,6 +54,7 @@ export async function applyCommand(
     source: flags.file,
     command: 'apply',
     wait: flags.wait,
+    lockOnlyForChanges: true,
     onLockWait: sayWaiting(output, flags.file),
     timeoutMs: flags.timeout,
     planOptions: planOptions(flags),

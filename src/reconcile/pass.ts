@@ -12,7 +12,8 @@ import { observe } from '../observe/observe.js';
 import type { Observation } from '../observe/types.js';
 import { plan as makePlan, type PlanOptions } from '../plan/plan.js';
 import type { Plan } from '../plan/types.js';
-import { acquireLock, type LockHolder } from '../runtime/lock.js';
+import { manifestLoadOptions } from '../runtime/file-store.js';
+import { acquireLock, type LockHolder, lockToken } from '../runtime/lock.js';
 import { capSerialLog } from '../runtime/logs.js';
 import { checkNamespace, type Namespace, namespaceFor, vmPaths } from '../runtime/paths.js';
 
@@ -27,7 +28,7 @@ export interface Context {
  * before anything in them is read: a folder another user owns or can write is refused (RuntimeDirError).
  */
 export async function loadContext(source: string): Promise<Context> {
-  const manifest = await loadManifest(source);
+  const manifest = await loadManifest(source, manifestLoadOptions());
   const namespace = namespaceFor(source);
   checkNamespace(namespace);
   return { manifest: await prepareGuests(manifest, namespace), namespace };
@@ -50,6 +51,12 @@ export interface PassRequest {
   planOptions: Omit<PlanOptions, 'namespace'> | ((context: Context) => Omit<PlanOptions, 'namespace'>);
   /** Plan only: nothing is applied and the lock is not taken. */
   dryRun?: boolean;
+  /**
+   * Take the lock only when there is something to do: observe and plan without it first, and when the plan
+   * is empty and no qvm took or held the lock meanwhile (runtime/lock.ts's lockToken), that plan stands.
+   * Otherwise, as without: lock, observe again, plan again. A no-op apply then starts no flock(1) child.
+   */
+  lockOnlyForChanges?: boolean;
   /** Told the whole plan, before anything is applied; a promise it returns is waited for. */
   onPlan?: (plan: Plan, context: Context) => unknown;
   /** Picks what of the plan to apply (watch: --live-only and back-off). Default: everything. */
@@ -91,6 +98,17 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
   const context = await loadContext(request.source);
   const options =
     typeof request.planOptions === 'function' ? request.planOptions(context) : request.planOptions;
+  if (request.lockOnlyForChanges && !request.dryRun) {
+    const before = lockToken(context.namespace);
+    if (before !== undefined) {
+      const { observation, plan, applied } = await observeAndPlan(context, options, request);
+      if (applied.changes.length === 0 && lockToken(context.namespace) === before) {
+        await request.onPlan?.(plan, context);
+        await request.afterApply?.(context, applied, []);
+        return { ...context, observation, plan, applied, results: [] };
+      }
+    }
+  }
   const lock = request.dryRun
     ? undefined
     : await acquireLock(context.namespace, request.command, {
@@ -99,23 +117,30 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
         ...(request.signal ? { signal: request.signal } : {}),
       });
   try {
-    const observation = await (request.observer ?? observe)(context.manifest, context.namespace, {
-      timeoutMs: request.timeoutMs,
-    });
-    for (const vm of [
-      ...context.manifest.vms.map((v) => v.name),
-      ...observation.orphans.map((o) => o.name),
-    ]) {
-      if (!context.manifest.vms.find((v) => v.name === vm)?.monitor)
-        capSerialLog(vmPaths(context.namespace, vm));
-    }
-    const plan = makePlan(context.manifest, observation, { ...options, namespace: context.namespace });
+    const { observation, plan, applied } = await observeAndPlan(context, options, request);
     await request.onPlan?.(plan, context);
-    const applied = request.dryRun ? { ...plan, changes: [] } : (request.select ?? ((p: Plan) => p))(plan);
     const results = applied.changes.length > 0 ? await applyChanges(applied, context, request) : [];
     if (!request.dryRun) await request.afterApply?.(context, applied, results);
     return { ...context, observation, plan, applied, results };
   } finally {
     await lock?.release();
   }
+}
+
+/** Observes the VMs, caps their serial logs, and plans; `applied` is what the pass would carry out. */
+async function observeAndPlan(
+  context: Context,
+  options: Omit<PlanOptions, 'namespace'>,
+  request: PassRequest,
+): Promise<{ observation: Observation; plan: Plan; applied: Plan }> {
+  const observation = await (request.observer ?? observe)(context.manifest, context.namespace, {
+    timeoutMs: request.timeoutMs,
+  });
+  for (const vm of [...context.manifest.vms.map((v) => v.name), ...observation.orphans.map((o) => o.name)]) {
+    if (!context.manifest.vms.find((v) => v.name === vm)?.monitor)
+      capSerialLog(vmPaths(context.namespace, vm));
+  }
+  const plan = makePlan(context.manifest, observation, { ...options, namespace: context.namespace });
+  const applied = request.dryRun ? { ...plan, changes: [] } : (request.select ?? ((p: Plan) => p))(plan);
+  return { observation, plan, applied };
 }

@@ -9,7 +9,7 @@
  * waiter can say what it waits for.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { LockBusyError, MissingToolError, RuntimeDirError } from '../errors.js';
 import { ensurePrivateDir, type Namespace } from './paths.js';
 import { isAlive } from './process.js';
@@ -27,13 +27,38 @@ export interface Lock {
 /** flock's exit status when the lock is busy and it was told not to wait. */
 const BUSY = 75;
 
-/** Who holds the lock now, as the holder wrote it; undefined when unknown or the writer is gone. */
+/**
+ * Who holds the lock now, as the holder wrote it; undefined when unknown, released, or the writer is gone
+ * (the kernel released its lock with it).
+ */
 function lockHolder(namespace: Namespace): LockHolder | undefined {
   try {
-    const holder = JSON.parse(readFileSync(`${namespace.lock}.holder`, 'utf8')) as LockHolder;
-    return typeof holder.pid === 'number' && isAlive(holder.pid) ? holder : undefined;
+    const holder = JSON.parse(readFileSync(`${namespace.lock}.holder`, 'utf8')) as LockHolder & {
+      released?: boolean;
+    };
+    return typeof holder.pid === 'number' && !holder.released && isAlive(holder.pid) ? holder : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * A token that changes whenever a qvm takes or releases the lock, or undefined while one holds it: a reader
+ * that got the same token before and after looking at the VMs saw no pass at work (a seqlock's reader side).
+ * Every holder writes its holder file, a new file renamed into place, before it changes anything, and marks
+ * it released before it lets go; a holder that died is holding nothing.
+ */
+export function lockToken(namespace: Namespace): string | undefined {
+  const file = `${namespace.lock}.holder`;
+  try {
+    const stat = statSync(file, { bigint: true });
+    const text = readFileSync(file, 'utf8');
+    const holder = JSON.parse(text) as { pid?: unknown; released?: boolean };
+    if (typeof holder.pid === 'number' && !holder.released && isAlive(holder.pid)) return undefined;
+    return `${stat.ino} ${stat.mtimeNs} ${stat.ctimeNs} ${text}`;
+  } catch (error) {
+    // No holder file: no qvm has taken the lock since the namespace was made. Anything else: unknown.
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'none' : undefined;
   }
 }
 
@@ -72,13 +97,16 @@ function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, comma
   for (const stream of [child.stdin, child.stdout, child.stderr])
     (stream as unknown as { unref?: () => void }).unref?.();
   const info: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
-  try {
-    const temporary = `${namespace.lock}.holder.tmp-${process.pid}`;
-    writeFileSync(temporary, JSON.stringify(info), { mode: 0o600 });
-    renameSync(temporary, `${namespace.lock}.holder`);
-  } catch {
-    // Who holds the lock is only for a waiter's message.
-  }
+  const writeHolder = (record: LockHolder & { released?: boolean }) => {
+    try {
+      const temporary = `${namespace.lock}.holder.tmp-${process.pid}`;
+      writeFileSync(temporary, JSON.stringify(record), { mode: 0o600 });
+      renameSync(temporary, `${namespace.lock}.holder`);
+    } catch {
+      // For a waiter's message and lockToken's readers, who then take the lock themselves.
+    }
+  };
+  writeHolder(info);
   return {
     // Waits until the child has gone (so the lock is free for whoever runs next), a second at most.
     release: () =>
@@ -93,6 +121,8 @@ function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, comma
           clearTimeout(timer);
           resolve();
         });
+        // Marked while still held: the next holder's record can only come after it.
+        writeHolder({ ...info, released: true });
         child.stdin.end();
       }),
   };

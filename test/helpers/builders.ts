@@ -76,7 +76,12 @@ export function disk(path: string, extra: Partial<DiskState> = {}): DiskState {
  * A VM running exactly as qvm would have started it from `m`'s spec (argv and launch record), with the
  * forwards it was started with, unless overridden.
  */
-export function runningAsSpecified(m: Manifest, name: string, extra: Partial<RunningVm> = {}): RunningVm {
+export function runningAsSpecified(
+  m: Manifest,
+  name: string,
+  extra: Partial<RunningVm> = {},
+  namespace: Namespace = NS,
+): RunningVm {
   const spec = m.vms.find((v) => v.name === name)!;
   const {
     name: _name,
@@ -85,7 +90,7 @@ export function runningAsSpecified(m: Manifest, name: string, extra: Partial<Run
   } = launchSpec(spec, 'tcg', spec.forwards, {
     format: 'qcow2',
   });
-  const args = buildQemuArgs({ name, ...recorded }, vmPaths(NS, name));
+  const args = buildQemuArgs({ name, ...recorded }, vmPaths(namespace, name));
   const launch: LaunchRecord = {
     version: 2,
     vm: name,

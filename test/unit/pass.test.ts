@@ -11,7 +11,7 @@ import type { Manifest } from '../../src/manifest/types.js';
 import type { Observation, ObservedVm } from '../../src/observe/types.js';
 import { plan } from '../../src/plan/plan.js';
 import { runPass } from '../../src/reconcile/pass.js';
-import { acquireLock } from '../../src/runtime/lock.js';
+import { acquireLock, lockToken } from '../../src/runtime/lock.js';
 import { namespaceFor } from '../../src/runtime/paths.js';
 import { Backoff } from '../../src/watch/backoff.js';
 import { selectChanges } from '../../src/watch/select.js';
@@ -227,6 +227,109 @@ describe('runPass', () => {
         observer,
       }),
     ).rejects.toThrow('no VM named "nope"');
+  });
+});
+
+describe('runPass with lockOnlyForChanges (apply)', () => {
+  const request = (file: string, observer: (m: Manifest) => Promise<Observation>, calls: string[]) => ({
+    source: file,
+    command: 'apply',
+    wait: false,
+    lockOnlyForChanges: true,
+    timeoutMs: 1000,
+    planOptions: { prune: false },
+    effects: () => recordingEffects(calls),
+    observer,
+  });
+
+  it('with nothing to do, plans once and takes no lock', async () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const { file } = setup('nolock', 'vms:\n  web: {}\n', () => []);
+    const namespace = namespaceFor(file);
+    const before = lockToken(namespace);
+    expect(before).toBe('none'); // no qvm ever took this namespace's lock
+    let observed = 0;
+    const seen: string[] = [];
+    const result = await runPass({
+      ...request(file, async () => {
+        observed++;
+        return observation([runningAsSpecified(m, 'web', {}, namespace)]);
+      }, []),
+      onPlan: (p) => seen.push(`plan with ${p.changes.length} changes`),
+    });
+    expect(result.plan.changes).toEqual([]);
+    expect(observed).toBe(1);
+    expect(seen).toEqual(['plan with 0 changes']);
+    expect(lockToken(namespace)).toBe(before);
+  });
+
+  it('with changes, takes the lock, then observes and plans again under it', async () => {
+    const { file } = setup('relock', 'vms:\n  web: {}\n', () => []);
+    const namespace = namespaceFor(file);
+    const tokens: (string | undefined)[] = [];
+    const calls: string[] = [];
+    const seen: string[] = [];
+    const result = await runPass({
+      ...request(
+        file,
+        async () => {
+          tokens.push(lockToken(namespace));
+          return observation([stopped('web')]);
+        },
+        calls,
+      ),
+      onPlan: (p) => seen.push(`plan with ${p.changes.length} changes`),
+    });
+    // The first look was without the lock, the second under it (the token is undefined while it is held).
+    expect(tokens).toEqual(['none', undefined]);
+    expect(seen).toEqual(['plan with 1 changes']);
+    expect(calls).toEqual(['web: launch -m 512']);
+    expect(result.results.map((r) => r.ok)).toEqual([true]);
+    // Released, and marked so: the token is a new one, and not "held".
+    expect(lockToken(namespace)).toEqual(expect.any(String));
+    expect(lockToken(namespace)).not.toBe('none');
+  });
+
+  it('when another qvm took the lock while it looked, looks again under the lock', async () => {
+    const m = manifest('vms:\n  web: {}\n');
+    const { file } = setup('raced', 'vms:\n  web: {}\n', () => []);
+    const namespace = namespaceFor(file);
+    let observed = 0;
+    const result = await runPass(
+      request(file, async () => {
+        observed++;
+        if (observed === 1) {
+          // Another apply runs start to end meanwhile (it started the VM): what was seen may be half of it.
+          const other = await acquireLock(namespace, 'apply', { wait: false });
+          await other.release();
+          return observation([stopped('web')]);
+        }
+        return observation([runningAsSpecified(m, 'web', {}, namespace)]);
+      }, []),
+    );
+    expect(observed).toBe(2);
+    expect(result.plan.changes).toEqual([]);
+  });
+
+  it('when a holder is at work, waits for the lock as without (and, not waiting, fails before observing)', async () => {
+    const { file } = setup('held', 'vms:\n  web: {}\n', () => []);
+    const namespace = namespaceFor(file);
+    const lock = await acquireLock(namespace, 'watch', { wait: false });
+    let observed = 0;
+    try {
+      expect(lockToken(namespace)).toBeUndefined();
+      await expect(
+        runPass(
+          request(file, async () => {
+            observed++;
+            return observation([]);
+          }, []),
+        ),
+      ).rejects.toThrow(LockBusyError);
+    } finally {
+      await lock.release();
+    }
+    expect(observed).toBe(0);
   });
 });
 
