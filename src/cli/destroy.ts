@@ -31,7 +31,7 @@ export async function destroyCommand(
     throw new UsageError(
       '--delete-data-disks goes with --delete-disks: qvm destroy --delete-disks --delete-data-disks',
     );
-  let view: ReturnType<typeof progressView> | undefined;
+  let view: Awaited<ReturnType<typeof progressView>> | undefined;
   let targets: string[] = [];
   const { plan, results } = await runPass({
     source: flags.file,
@@ -43,11 +43,11 @@ export async function destroyCommand(
       targets = destroyTargets(context, names);
       return { prune: false, destroy: targets };
     },
-    onPlan: (p) => {
+    onPlan: async (p) => {
       for (const note of p.notes) writeLine(output.out, c.dim(`${note.vm}: ${note.message}`));
       for (const problem of p.problems)
         writeLine(output.err, `${c.red('error:')} ${problem.vm}: ${problem.message}`);
-      if (p.changes.length > 0) view = progressView(output);
+      if (p.changes.length > 0) view = await progressView(output);
     },
     onProgress: (event) => view?.onProgress(event),
     afterApply: (context, applied, results) => {

@@ -64,7 +64,7 @@ export async function applyCommand(
       if (!flags.dryRun && p.changes.length > 0 && !json) {
         writeLine(output.out);
         // The progress display (log-update and its terminal helpers) is loaded only when there is progress.
-        view = (await import('./progress.js')).progressView(output);
+        view = await (await import('./progress.js')).progressView(output);
       }
       started = Date.now();
     },
