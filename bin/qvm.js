@@ -31,11 +31,6 @@ const BUNDLE = bundleFor(command);
 if (command === 'watch') {
   v8.setFlagsFromString('--lite-mode');
   v8.setFlagsFromString('--max-semi-space-size=1');
-} else {
-  // A one-shot command allocates its few MB and exits. V8 starts the young generation at 1 MB and doubles
-  // it when full, so a no-op apply of 100 VMs ran 14 scavenges (42 ms); grown 16x at a time, 4 (8 ms).
-  // Set before the bundle is compiled: V8's code cache is only used under the flags that made it.
-  v8.setFlagsFromString('--semi-space-growth-factor=16');
 }
 
 // Stack traces are printed only with QVM_DEBUG (an internal error otherwise shows its message): only then
