@@ -18,6 +18,7 @@ import { bareVm, type Fleet, noChanges, startFleet } from './fleet.js';
 import {
   cpuMs,
   describeMachine,
+  expectOk,
   interleave,
   machineInfo,
   progress,
@@ -25,6 +26,7 @@ import {
   ratio,
   report,
   round,
+  run,
   runCleanups,
   series,
   seriesOf,
@@ -33,6 +35,7 @@ import {
 } from './lib.js';
 
 const MANY = 100;
+const BARE_OBSERVE = new URL('./bare-observe.mjs', import.meta.url).pathname;
 const ROUNDS = 20;
 const RESYNC_SAMPLE_MS = 30_000;
 const IDLE_SAMPLE_MS = 20_000;
@@ -67,13 +70,23 @@ try {
     applyMany: `qvm apply (no changes), ${MANY} VMs`,
     status1: 'qvm status, 1 VM',
     statusMany: `qvm status, ${MANY} VMs`,
+    bare1: 'bare QMP observation script (bench/bare-observe.mjs), 1 VM',
+    bareMany: `bare QMP observation script (bench/bare-observe.mjs), ${MANY} VMs`,
   };
+  const bareObserve = async (fleet: Fleet, count: number) =>
+    expectOk(
+      'bench/bare-observe.mjs',
+      await run(process.execPath, [BARE_OBSERVE, fleet.runtime]),
+      (out) => out.trim() === `observed ${count} VMs`,
+    );
   const samples = await interleave(
     {
       [labels.apply1]: () => one.qvm(['apply', '-f', 'm.yaml'], noChanges),
       [labels.applyMany]: () => many.qvm(['apply', '-f', 'm.yaml'], noChanges),
       [labels.status1]: () => one.qvm(['status', '-f', 'm.yaml'], (out) => runningRows(out) === 1),
       [labels.statusMany]: () => many.qvm(['status', '-f', 'm.yaml'], (out) => runningRows(out) === MANY),
+      [labels.bare1]: () => bareObserve(one, 1),
+      [labels.bareMany]: () => bareObserve(many, MANY),
     },
     ROUNDS,
     { onRound: progress('scale') },
@@ -169,8 +182,10 @@ try {
     ratios: {
       [`apply ${MANY} / 1`]: ratio(all, labels.applyMany, labels.apply1),
       [`status ${MANY} / 1`]: ratio(all, labels.statusMany, labels.status1),
+      [`bare observation ${MANY} / 1`]: ratio(all, labels.bareMany, labels.bare1),
     },
     notes: [
+      `The bare observation script asks every VM what a no-op apply asks (capabilities, then query-status, info usernet and query-block in one write), all VMs at once, and nothing else: its ${MANY}-VM time less its 1-VM time is what the other VMs cost QEMU and the kernel on this machine, a floor for any client.`,
       `Each VM has one forward (host port -> guest 22); forward 1 in params.vm stands for a free port. Each fleet has its own runtime root.`,
       'CPU comes from /proc/PID/stat in clock ticks of 10 ms, so a 1 s window resolves 1% of a core; the target uses the whole 20 s (overallPercent).',
       `Memory samples: every 250 ms during ${RESYNC_SAMPLE_MS / 1000} s of resyncs every 2 s, then every 1 s in a watch with a 10-minute interval.`,
