@@ -5,8 +5,8 @@
 // times it for 1 and for 100 VMs against qvm: what a 100th VM costs QEMU and the kernel, which no client
 // can avoid, against what it costs qvm.
 //
-// Usage: node bench/bare-observe.mjs RUNTIME_ROOT   (every <namespace>/<vm>/qmp.sock under it)
-import { readdirSync } from 'node:fs';
+// Usage: node bench/bare-observe.mjs RUNTIME_ROOT   (every <namespace>/<vm>/qmp.sock there is under it)
+import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -17,7 +17,8 @@ const sockets = readdirSync(root, { withFileTypes: true })
     readdirSync(path.join(root, ns.name), { withFileTypes: true })
       .filter((e) => e.isDirectory())
       .map((vm) => path.join(root, ns.name, vm.name, 'qmp.sock')),
-  );
+  )
+  .filter((socket) => existsSync(socket)); // a stopped VM's folder has no socket
 const QUERIES = [
   { execute: 'query-status', id: 1 },
   { execute: 'human-monitor-command', arguments: { 'command-line': 'info usernet' }, id: 2 },
