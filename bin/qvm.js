@@ -17,7 +17,6 @@ const {
 const Module = require('node:module');
 const { homedir } = require('node:os');
 const path = require('node:path');
-const v8 = require('node:v8');
 const vm = require('node:vm');
 
 const command = process.argv[2];
@@ -28,7 +27,9 @@ const BUNDLE = bundleFor(command);
 // `qvm watch` runs for days and is mostly idle: trade peak speed for memory. Lite mode (no optimizing
 // compiler) and a small young generation keep it near 65 MB resident with 10 VMs instead of 80-85 MB.
 // They must be set before the code that allocates is loaded.
+// (node:v8 is loaded only here: it costs a one-shot command 2 ms.)
 if (command === 'watch') {
+  const v8 = require('node:v8');
   v8.setFlagsFromString('--lite-mode');
   v8.setFlagsFromString('--max-semi-space-size=1');
 }
