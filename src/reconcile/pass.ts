@@ -54,7 +54,8 @@ export interface PassRequest {
   /**
    * Take the lock only when there is something to do: observe and plan without it first, and when the plan
    * is empty and no qvm took or held the lock meanwhile (runtime/lock.ts's lockToken), that plan stands.
-   * Otherwise, as without: lock, observe again, plan again. A no-op apply then starts no flock(1) child.
+   * Otherwise take the lock; the plan is carried out as it is when no qvm held the lock since the look,
+   * else made again under the lock. A no-op apply then starts no flock(1) child.
    */
   lockOnlyForChanges?: boolean;
   /** Told the whole plan, before anything is applied; a promise it returns is waited for. */
@@ -98,11 +99,15 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
   const context = await loadContext(request.source);
   const options =
     typeof request.planOptions === 'function' ? request.planOptions(context) : request.planOptions;
+  // The look without the lock (lockOnlyForChanges), and the lock token it was taken under.
+  let looked: Awaited<ReturnType<typeof observeAndPlan>> | undefined;
+  let tokenBefore: string | undefined;
   if (request.lockOnlyForChanges && !request.dryRun) {
-    const before = lockToken(context.namespace);
-    if (before !== undefined) {
-      const { observation, plan, applied } = await observeAndPlan(context, options, request);
-      if (applied.changes.length === 0 && lockToken(context.namespace) === before) {
+    tokenBefore = lockToken(context.namespace);
+    if (tokenBefore !== undefined) {
+      looked = await observeAndPlan(context, options, request);
+      if (looked.applied.changes.length === 0 && lockToken(context.namespace) === tokenBefore) {
+        const { observation, plan, applied } = looked;
         await request.onPlan?.(plan, context);
         await request.afterApply?.(context, applied, []);
         return { ...context, observation, plan, applied, results: [] };
@@ -117,7 +122,11 @@ export async function runPass(request: PassRequest): Promise<PassResult> {
         ...(request.signal ? { signal: request.signal } : {}),
       });
   try {
-    const { observation, plan, applied } = await observeAndPlan(context, options, request);
+    // The look stands when no qvm held the lock between it and now; else look again, under the lock.
+    const { observation, plan, applied } =
+      looked && lock && lock.tokenBefore === tokenBefore
+        ? looked
+        : await observeAndPlan(context, options, request);
     await request.onPlan?.(plan, context);
     const results = applied.changes.length > 0 ? await applyChanges(applied, context, request) : [];
     if (!request.dryRun) await request.afterApply?.(context, applied, results);

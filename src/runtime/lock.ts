@@ -22,6 +22,11 @@ export interface LockHolder {
 
 export interface Lock {
   release(): Promise<void>;
+  /**
+   * lockToken as it was the moment this lock was taken, before this holder wrote its record: equal to a
+   * token read earlier, it says no other qvm held the lock in between.
+   */
+  tokenBefore: string | undefined;
 }
 
 /** flock's exit status when the lock is busy and it was told not to wait. */
@@ -96,6 +101,7 @@ function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, comma
   child.unref();
   for (const stream of [child.stdin, child.stdout, child.stderr])
     (stream as unknown as { unref?: () => void }).unref?.();
+  const tokenBefore = lockToken(namespace);
   const info: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
   const writeHolder = (record: LockHolder & { released?: boolean }) => {
     try {
@@ -108,6 +114,7 @@ function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, comma
   };
   writeHolder(info);
   return {
+    tokenBefore,
     // Waits until the child has gone (so the lock is free for whoever runs next), a second at most.
     release: () =>
       new Promise<void>((resolve) => {

@@ -263,7 +263,7 @@ describe('runPass with lockOnlyForChanges (apply)', () => {
     expect(lockToken(namespace)).toBe(before);
   });
 
-  it('with changes, takes the lock, then observes and plans again under it', async () => {
+  it('with changes, takes the lock and carries out the plan it made, when no qvm held the lock since', async () => {
     const { file } = setup('relock', 'vms:\n  web: {}\n', () => []);
     const namespace = namespaceFor(file);
     const tokens: (string | undefined)[] = [];
@@ -278,12 +278,20 @@ describe('runPass with lockOnlyForChanges (apply)', () => {
         },
         calls,
       ),
+      effects: () => ({
+        ...recordingEffects(calls),
+        launch: async () => {
+          // Carried out under the lock: the token is undefined while a live holder has it.
+          calls.push(`launch, lock token ${String(lockToken(namespace))}`);
+          return 1000;
+        },
+      }),
       onPlan: (p) => seen.push(`plan with ${p.changes.length} changes`),
     });
-    // The first look was without the lock, the second under it (the token is undefined while it is held).
-    expect(tokens).toEqual(['none', undefined]);
+    // One look, without the lock; nobody took the lock before this pass did, so its plan stands.
+    expect(tokens).toEqual(['none']);
     expect(seen).toEqual(['plan with 1 changes']);
-    expect(calls).toEqual(['web: launch -m 512']);
+    expect(calls).toEqual(['launch, lock token undefined']);
     expect(result.results.map((r) => r.ok)).toEqual([true]);
     // Released, and marked so: the token is a new one, and not "held".
     expect(lockToken(namespace)).toEqual(expect.any(String));
