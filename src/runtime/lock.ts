@@ -72,10 +72,17 @@ export function describeHolder(holder: LockHolder | undefined): string {
   return holder ? `qvm ${holder.command} (pid ${holder.pid}, since ${holder.since})` : 'another qvm';
 }
 
-/** A flock(1) child that takes the lock (waiting for it when `wait`), then holds it while its stdin is open. */
+/**
+ * A flock(1) child that takes the lock (waiting for it when `wait`), then holds it while its stdin is open.
+ * flock runs `cat` once it holds the lock, and cat echoes the line written to it here: that echo is the
+ * news that the lock is taken (one exec fewer than a shell printing it).
+ */
 function flockChild(file: string, wait: boolean): ChildProcessWithoutNullStreams {
   const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(BUSY), file];
-  return spawn('flock', [...args, 'sh', '-c', 'echo locked; exec cat >/dev/null'], { stdio: 'pipe' });
+  const child = spawn('flock', [...args, 'cat'], { stdio: 'pipe' });
+  child.stdin.on('error', () => {}); // flock that exits without the lock never reads it: EPIPE is no news
+  child.stdin.write('locked\n');
+  return child;
 }
 
 /** Resolves 'locked' once the child holds the lock, or how it ended without it. */
