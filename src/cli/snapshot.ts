@@ -1,8 +1,9 @@
 /**
  * `qvm snapshot list|save|delete VM [TAG]`: snapshots by hand, through the monitor while the VM runs and
- * with qemu-img while it is stopped. Deleting the snapshot the manifest boots from needs --force.
+ * with qemu-img while it is stopped. Deleting the snapshot the manifest boots from needs --force. A VM with
+ * 9p shares and an agent is saved with its shares unmounted, as apply saves it.
  */
-import { sendHmp } from '../apply/effects.js';
+import { realEffects, sendHmp } from '../apply/effects.js';
 import { UsageError, VmStateError } from '../errors.js';
 import type { VmSpec } from '../manifest/types.js';
 import { apiDocument } from '../model/api.js';
@@ -30,6 +31,11 @@ interface Target {
   running: boolean;
   socket: string;
   hmp: (command: string, timeoutMs?: number) => Promise<string>;
+  /**
+   * The guest agent's socket when the running QEMU was started with 9p shares and an agent: QEMU refuses to
+   * save while the guest has a share mounted, and the agent can unmount them.
+   */
+  shareAgent?: string;
 }
 
 export async function snapshotCommand(
@@ -47,13 +53,17 @@ export async function snapshotCommand(
   const observed = await observeVm(vm, context.namespace, spec, { timeoutMs: flags.timeout });
   if (observed.state === 'unknown')
     throw new VmStateError(`${vm} does not answer on its monitor: ${observed.error}`);
-  const socket = spec.monitor ?? vmPaths(context.namespace, vm).qmp;
+  const paths = vmPaths(context.namespace, vm);
+  const socket = spec.monitor ?? paths.qmp;
+  // What the running QEMU was started with, which may differ from the manifest until the next apply.
+  const launched = observed.state === 'running' ? observed.launch?.launch : undefined;
   const target: Target = {
     context,
     spec,
     running: observed.state === 'running' && observed.runstate !== 'shutdown',
     socket,
     hmp: (command, timeoutMs) => sendHmp(socket, command, timeoutMs ?? flags.timeout),
+    ...(launched?.agent && launched.mounts?.length ? { shareAgent: paths.agent } : {}),
   };
   if (verb === 'list') return listSnapshots(target, flags.output === 'json', output);
   if (verb === 'save') return saveSnapshot(target, tag!, output);
@@ -141,8 +151,22 @@ async function saveSnapshot(target: Target, tag: string, output: Output): Promis
     throw new VmStateError(
       `${target.spec.name} is not running: a snapshot holds the VM's RAM, so save needs it running (qvm apply starts it)`,
     );
-  await savevmVerified(target.hmp, target.socket, tag);
-  writeLine(output.out, `${target.spec.name}: saved snapshot ${tag}`);
+  const { spec, shareAgent } = target;
+  if (!shareAgent) {
+    await savevmVerified(target.hmp, target.socket, tag);
+  } else {
+    // As apply does around its own saves: unmounted through the agent, mounted again whatever happened.
+    const effects = realEffects(target.context.namespace);
+    writeLine(output.out, `${spec.name}: unmounting the shared folders (guest agent)`);
+    await effects.guestShares(shareAgent, 'unmount');
+    try {
+      await savevmVerified(target.hmp, target.socket, tag);
+    } finally {
+      writeLine(output.out, `${spec.name}: mounting the shared folders (guest agent)`);
+      await effects.guestShares(shareAgent, 'mount');
+    }
+  }
+  writeLine(output.out, `${spec.name}: saved snapshot ${tag}`);
   return 0;
 }
 

@@ -279,6 +279,29 @@ describe('a Debian VM with an agent, shares, a data disk and a screen', () => {
     );
   });
 
+  it('qvm snapshot save by hand unmounts the shares through the agent and mounts them again', {
+    timeout: 300_000,
+  }, async () => {
+    const saved = await run(['snapshot', 'save', 'dev', 'by-hand']);
+    expect(saved.stderr).toBe('');
+    expect(saved.exitCode).toBe(0);
+    expect(saved.stdout).toBe(
+      'dev: unmounting the shared folders (guest agent)\ndev: mounting the shared folders (guest agent)\ndev: saved snapshot by-hand\n',
+    );
+    expect((await run(['snapshot', 'list', 'dev'])).stdout).toMatch(/^by-hand\s/m);
+    // Mounted again: the read-only share's file is there, and the guest still writes into the other one.
+    expect((await run(['exec', 'dev', '--', 'cat', '/mnt/ro/from-host.txt'])).stdout).toBe(
+      'host wrote this\n',
+    );
+    expect(
+      (await run(['exec', 'dev', '--', 'sh', '-c', 'echo again > /home/dev/rw/again.txt'])).exitCode,
+    ).toBe(0);
+    expect(readFileSync(path.join(dir, 'rw', 'again.txt'), 'utf8')).toBe('again\n');
+    const deleted = await run(['snapshot', 'delete', 'dev', 'by-hand']);
+    expect(deleted.exitCode).toBe(0);
+    expect((await run(['snapshot', 'list', 'dev'])).stdout).not.toMatch(/^by-hand\s/m);
+  });
+
   it('hibernates with the shares unmounted, resumes with the data disk as it was, and stops through the agent', {
     timeout: 300_000,
   }, async () => {
