@@ -540,10 +540,21 @@ try {
       labels.qvmStopTen,
     ].map((l) => [l, []]),
   );
+  /**
+   * When each port first answers HTTP. Watched from before the start command, awaited after it: a failure
+   * names the side, and waits until then to be reported (never an unhandled rejection mid-start).
+   */
+  const allAnswer = (side: string, ports: number[]) => {
+    const answers = Promise.all(ports.map((p) => firstAnswer(p, 300_000, 100))).catch((error: Error) => {
+      throw new Error(`${side}, ${PARALLEL} VMs at once: ${error.message}`);
+    });
+    answers.catch(() => {});
+    return answers;
+  };
   const parallel = {
     libvirt: async () => {
       const t0 = performance.now();
-      const answers = Promise.all(lvTenPorts.map((p) => firstAnswer(p, 300_000, 100)));
+      const answers = allAnswer('libvirt', lvTenPorts);
       await Promise.all(lvTen.map((name) => virsh(['start', name])));
       ten[labels.lvStartTen]!.push(performance.now() - t0);
       ten[labels.lvUpTen]!.push(Math.max(...(await answers)) - t0);
@@ -557,7 +568,7 @@ try {
     },
     qvm: async () => {
       const t0 = performance.now();
-      const answers = Promise.all(qvmTenPorts.map((p) => firstAnswer(p, 300_000, 100)));
+      const answers = allAnswer('qvm', qvmTenPorts);
       await qvm(dirTen, ['apply', '-f', 'm.yaml']);
       ten[labels.qvmStartTen]!.push(performance.now() - t0);
       ten[labels.qvmUpTen]!.push(Math.max(...(await answers)) - t0);
