@@ -423,7 +423,7 @@ async function save(change: SaveChange, effects: Effects, step: Step): Promise<s
 }
 
 /** Runs a save with the guest's 9p shares unmounted, and mounts them again whatever happened. */
-async function withSharesUnmounted(
+export async function withSharesUnmounted(
   agent: string | undefined,
   effects: Effects,
   step: Step,

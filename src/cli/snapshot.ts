@@ -4,6 +4,7 @@
  * 9p shares and an agent is saved with its shares unmounted, as apply saves it.
  */
 import { realEffects, sendHmp } from '../apply/effects.js';
+import { withSharesUnmounted } from '../apply/executor.js';
 import { UsageError, VmStateError } from '../errors.js';
 import type { VmSpec } from '../manifest/types.js';
 import { apiDocument } from '../model/api.js';
@@ -152,20 +153,13 @@ async function saveSnapshot(target: Target, tag: string, output: Output): Promis
       `${target.spec.name} is not running: a snapshot holds the VM's RAM, so save needs it running (qvm apply starts it)`,
     );
   const { spec, shareAgent } = target;
-  if (!shareAgent) {
-    await savevmVerified(target.hmp, target.socket, tag);
-  } else {
-    // As apply does around its own saves: unmounted through the agent, mounted again whatever happened.
-    const effects = realEffects(target.context.namespace);
-    writeLine(output.out, `${spec.name}: unmounting the shared folders (guest agent)`);
-    await effects.guestShares(shareAgent, 'unmount');
-    try {
-      await savevmVerified(target.hmp, target.socket, tag);
-    } finally {
-      writeLine(output.out, `${spec.name}: mounting the shared folders (guest agent)`);
-      await effects.guestShares(shareAgent, 'mount');
-    }
-  }
+  // As apply saves: with the shares unmounted through the agent, and mounted again whatever happened.
+  await withSharesUnmounted(
+    shareAgent,
+    realEffects(target.context.namespace),
+    (step) => writeLine(output.out, `${spec.name}: ${step}`),
+    () => savevmVerified(target.hmp, target.socket, tag),
+  );
   writeLine(output.out, `${spec.name}: saved snapshot ${tag}`);
   return 0;
 }

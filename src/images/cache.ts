@@ -21,8 +21,6 @@ import {
 import path from 'node:path';
 import { cacheRoot, ensurePrivateDir } from '../runtime/paths.js';
 
-export { cacheRoot };
-
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
 /** The digest an image is pinned by, as the manifest gives it. */

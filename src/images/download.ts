@@ -14,8 +14,8 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { ImageError } from '../errors.js';
 import { formatDuration } from '../model/units.js';
-import { ensurePrivateDir } from '../runtime/paths.js';
-import { type CachedImage, cacheRoot, type Digest, lookupImage, partialPath, storeImage } from './cache.js';
+import { cacheRoot, ensurePrivateDir } from '../runtime/paths.js';
+import { type CachedImage, type Digest, lookupImage, partialPath, storeImage } from './cache.js';
 import { checkImageFile } from './format.js';
 
 /** How long a server may stay silent (before its headers, or between two chunks) before qvm gives up. */

@@ -12,22 +12,16 @@ export interface FileStore {
   write(key: string, data: string): void;
 }
 
-/** The store in `<cache root>/<name>`, and the build of qvm its entries must come from; none when unusable. */
-export function cacheStore(
-  name: string,
-  env: NodeJS.ProcessEnv = process.env,
-): { store: FileStore; build: string } | undefined {
-  try {
-    return { store: privateFileStore(path.join(cacheRoot(env), name)), build: buildId() };
-  } catch {
-    return undefined; // e.g. a relative QVM_CACHE_DIR: commands that need the cache say so themselves
-  }
-}
-
-/** How commands load a manifest: with the parses kept in `<cache root>/manifests` (manifest/parse-cache.ts). */
+/**
+ * How commands load a manifest: with the parses kept in `<cache root>/manifests` (manifest/parse-cache.ts),
+ * for this build of qvm; without them when there is no usable cache root.
+ */
 export function manifestLoadOptions(): { parseCache?: { store: FileStore; build: string } } {
-  const parseCache = cacheStore('manifests');
-  return parseCache ? { parseCache } : {};
+  try {
+    return { parseCache: { store: privateFileStore(path.join(cacheRoot(), 'manifests')), build: buildId() } };
+  } catch {
+    return {}; // e.g. a relative QVM_CACHE_DIR: commands that need the cache say so themselves
+  }
 }
 
 /**

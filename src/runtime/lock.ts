@@ -32,16 +32,16 @@ export interface Lock {
 /** flock's exit status when the lock is busy and it was told not to wait. */
 const BUSY = 75;
 
-/**
- * Who holds the lock now, as the holder wrote it; undefined when unknown, released, or the writer is gone
- * (the kernel released its lock with it).
- */
+/** A holder's record that names a live holder which has not released the lock (a dead one holds nothing). */
+function atWork(record: LockHolder & { released?: boolean }): boolean {
+  return typeof record.pid === 'number' && !record.released && isAlive(record.pid);
+}
+
+/** Who holds the lock now, as the holder wrote it; undefined when unknown, released, or the writer is gone. */
 function lockHolder(namespace: Namespace): LockHolder | undefined {
   try {
-    const holder = JSON.parse(readFileSync(`${namespace.lock}.holder`, 'utf8')) as LockHolder & {
-      released?: boolean;
-    };
-    return typeof holder.pid === 'number' && !holder.released && isAlive(holder.pid) ? holder : undefined;
+    const holder = JSON.parse(readFileSync(`${namespace.lock}.holder`, 'utf8')) as LockHolder;
+    return atWork(holder) ? holder : undefined;
   } catch {
     return undefined;
   }
@@ -58,8 +58,7 @@ export function lockToken(namespace: Namespace): string | undefined {
   try {
     const stat = statSync(file, { bigint: true });
     const text = readFileSync(file, 'utf8');
-    const holder = JSON.parse(text) as { pid?: unknown; released?: boolean };
-    if (typeof holder.pid === 'number' && !holder.released && isAlive(holder.pid)) return undefined;
+    if (atWork(JSON.parse(text) as LockHolder)) return undefined;
     return `${stat.ino} ${stat.mtimeNs} ${stat.ctimeNs} ${text}`;
   } catch (error) {
     // No holder file: no qvm has taken the lock since the namespace was made. Anything else: unknown.

@@ -2,8 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { buildSeed, mergeUserData, type SshProvision } from '../../src/guest/cloud-init.js';
 import { shellQuote, sshArgs, sshConfig } from '../../src/guest/ssh.js';
-import { cacheRoot, imagePath, partialPath } from '../../src/images/cache.js';
+import { imagePath, partialPath } from '../../src/images/cache.js';
 import type { SshAccess } from '../../src/model/access.js';
+import { cacheRoot } from '../../src/runtime/paths.js';
 
 const ssh: SshProvision = {
   user: 'dev',
