@@ -81,7 +81,8 @@ function loadBundle() {
     if (dir) Module.enableCompileCache?.(dir);
     return require(BUNDLE);
   }
-  const source = readFileSync(BUNDLE, 'utf8');
+  // The bundles are ASCII (scripts/build.ts checks): read as latin1, a copy, not a UTF-8 decode (0.5 ms).
+  const source = readFileSync(BUNDLE, 'latin1');
   // V8 checks its version, its flags and the source's length, not its content: the key adds the bundle's
   // modification time, so a rebuilt bundle never runs code compiled from the previous one.
   const key = `${process.version} ${source.length} ${statSync(BUNDLE).mtimeMs} ${BUNDLE}`;

@@ -14,10 +14,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const BUNDLE_DIR = path.join(ROOT, 'dist', 'bundle');
@@ -39,6 +39,24 @@ execFileSync(
     stdio: 'inherit',
   },
 );
+
+/**
+ * commander loads node:child_process when it is loaded, for the executable subcommands qvm never declares;
+ * node:child_process brings node:net and the streams with it, which cost `qvm validate` about 2 ms. Here its
+ * require becomes a spawn that loads the module on first use. The build fails if commander's line changes.
+ */
+const lazyCommanderChildProcess: Plugin = {
+  name: 'lazy-commander-child-process',
+  setup(esbuild) {
+    esbuild.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, (args) => {
+      const eager = "const childProcess = require('node:child_process');";
+      const source = readFileSync(args.path, 'utf8');
+      if (!source.includes(eager)) throw new Error(`${args.path} no longer has: ${eager}`);
+      const lazy = "const childProcess = { spawn: (...a) => require('node:child_process').spawn(...a) };";
+      return { contents: source.replace(eager, lazy), loader: 'js' };
+    });
+  },
+};
 
 rmSync(BUNDLE_DIR, { recursive: true, force: true });
 await build({
@@ -68,7 +86,14 @@ await build({
   sourcemap: 'linked',
   sourcesContent: false,
   logLevel: 'warning',
+  plugins: [lazyCommanderChildProcess],
+  // ASCII only (esbuild escapes the rest), so bin/qvm.js can read a bundle as latin1, not decode UTF-8.
+  charset: 'ascii',
 });
+for (const name of Object.keys(entryPoints)) {
+  const file = path.join(BUNDLE_DIR, `${name}.cjs`);
+  if (readFileSync(file).some((byte) => byte > 0x7f)) throw new Error(`${file} is not ASCII`);
+}
 console.log(
   `qvm: built dist/ and ${Object.keys(entryPoints)
     .map((name) => path.relative(ROOT, path.join(BUNDLE_DIR, `${name}.cjs`)))

@@ -15,9 +15,9 @@
  *   is closed, never reused; the next operation opens a new one and syncs again.
  * - `guest-shutdown` sends no reply when it works.
  */
-import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { QvmError } from '../errors.js';
+import { crypto } from '../runtime/builtins.js';
 
 /** The agent did not answer, or its socket could not be reached. */
 export class AgentUnavailableError extends QvmError {}
@@ -123,7 +123,7 @@ export class AgentSession {
   private async sync(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (true) {
-      const id = randomInt(1, 2 ** 31);
+      const id = crypto().randomInt(1, 2 ** 31);
       this.syncIds.add(id);
       // The leading 0xFF resets the agent's JSON parser, whatever half-message an earlier client left.
       this.write(

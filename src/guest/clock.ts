@@ -4,8 +4,8 @@
  * complain). With SSH access qvm sets it to the host's time through `sudo date`; with the guest agent,
  * `guest-set-time` does it (guest/agent.ts).
  */
-import { spawn } from 'node:child_process';
 import type { SshAccess } from '../model/access.js';
+import { childProcess } from '../runtime/builtins.js';
 import { sshArgs } from './ssh.js';
 
 const CLOCK_TIMEOUT_MS = 15_000;
@@ -20,9 +20,13 @@ const SET_CLOCK = ['sudo', '-n', 'sh', '-c', 'echo ready; read t; date -u -s "@$
 /** Sets the guest's clock to the host's over SSH; false when it could not (no sudo, no answer in time). */
 export function syncGuestClock(access: SshAccess): Promise<boolean> {
   return new Promise((resolve) => {
-    const child = spawn('ssh', sshArgs(access, SET_CLOCK, { batch: true, connectTimeoutS: 5 }), {
-      stdio: ['pipe', 'pipe', 'ignore'],
-    });
+    const child = childProcess().spawn(
+      'ssh',
+      sshArgs(access, SET_CLOCK, { batch: true, connectTimeoutS: 5 }),
+      {
+        stdio: ['pipe', 'pipe', 'ignore'],
+      },
+    );
     let said = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       said += chunk;

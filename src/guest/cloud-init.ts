@@ -7,9 +7,9 @@
  * seed's content, so a changed seed is a new instance to cloud-init (it runs again) and to qvm (a restart,
  * shown in the plan, and a warm snapshot taken under the old seed is not resumed).
  */
-import { createHash } from 'node:crypto';
 import { isMap, isSeq, parseDocument, type YAMLMap, YAMLSeq } from 'yaml';
 import type { CloudInitSpec } from '../manifest/types.js';
+import { crypto } from '../runtime/builtins.js';
 import type { KeyPair } from './ssh.js';
 
 export interface SeedFiles {
@@ -52,7 +52,8 @@ export function buildSeed(
 ): SeedFiles {
   const userData = mergeUserData(cloudInit?.userData, ssh, mounts, shareType);
   const networkConfig = cloudInit?.networkConfig;
-  const hash = createHash('sha256')
+  const hash = crypto()
+    .createHash('sha256')
     .update(JSON.stringify([hostname, userData, networkConfig ?? null]))
     .digest('hex');
   const instanceId = `qvm-${hash.slice(0, 16)}`;

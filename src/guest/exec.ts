@@ -6,7 +6,8 @@
  * stdout and stderr in two files in the guest's /run (a tmpfs, private to root, as the agent runs), which qvm
  * reads as they grow (`guest-file-read`) while polling `guest-exec-status`; then it removes them.
  */
-import { randomBytes } from 'node:crypto';
+
+import { crypto } from '../runtime/builtins.js';
 import { AgentCommandError, type AgentSession } from './agent.js';
 
 export interface ExecOptions {
@@ -28,7 +29,7 @@ const WRAPPER = 'b=$1; shift; umask 077; exec "$@" >"$b.out" 2>"$b.err"';
 
 /** Runs `argv` in the guest; resolves with its exit status (128+N when a signal N ended it). */
 export async function agentExec(agent: AgentSession, argv: string[], options: ExecOptions): Promise<number> {
-  const base = `/run/qvm-exec-${randomBytes(8).toString('hex')}`;
+  const base = `/run/qvm-exec-${crypto().randomBytes(8).toString('hex')}`;
   const { pid } = await agent.call<{ pid: number }>('guest-exec', {
     path: '/bin/sh',
     arg: ['-c', WRAPPER, 'sh', base, ...argv],

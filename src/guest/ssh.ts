@@ -6,12 +6,12 @@
  * - a loopback port forwarded to the guest's port 22: the manifest's, or one qvm picks once and keeps.
  * Keys live in the state folder (0700), never in the runtime folder (a tmpfs that a reboot empties).
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { MissingToolError, RuntimeDirError } from '../errors.js';
 import type { SshAccess } from '../model/access.js';
+import { childProcess } from '../runtime/builtins.js';
 import { ensurePrivateDir } from '../runtime/paths.js';
 
 export type { SshAccess };
@@ -33,9 +33,13 @@ export function ensureKeyPair(file: string, comment: string): KeyPair {
     rmSync(temporary, { force: true });
     rmSync(`${temporary}.pub`, { force: true });
     try {
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', temporary], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      childProcess().execFileSync(
+        'ssh-keygen',
+        ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', temporary],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       try {
         linkSync(`${temporary}.pub`, `${file}.pub`);
         linkSync(temporary, file);

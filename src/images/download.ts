@@ -6,7 +6,7 @@
  * interrupted download is resumed with an HTTP Range request. Every wait has a deadline: a server that stops
  * sending fails the download instead of hanging it.
  */
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, rmSync, statSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { ImageError } from '../errors.js';
 import { formatDuration } from '../model/units.js';
+import { crypto } from '../runtime/builtins.js';
 import { cacheRoot, ensurePrivateDir } from '../runtime/paths.js';
 import { type CachedImage, type Digest, lookupImage, partialPath, storeImage } from './cache.js';
 import { checkImageFile } from './format.js';
@@ -112,7 +113,7 @@ export async function fetchImage(
   if (cached) return cached;
   const partial = partialPath(source.digest, root);
   ensurePrivateDir(path.dirname(partial));
-  const hashes = { sha256: createHash('sha256'), sha512: createHash('sha512') };
+  const hashes = { sha256: crypto().createHash('sha256'), sha512: crypto().createHash('sha512') };
   const url = new URL(source.url);
   if (url.protocol === 'file:') await copyFile(fileURLToPath(url), partial, hashes);
   else if (url.protocol === 'http:' || url.protocol === 'https:')
@@ -211,7 +212,7 @@ async function download(
   if (resumedFrom > 0 && response.statusCode === 200) {
     // The server does not do ranges: start over.
     for (const h of Object.values(hashes)) h.destroy();
-    Object.assign(hashes, { sha256: createHash('sha256'), sha512: createHash('sha512') });
+    Object.assign(hashes, { sha256: crypto().createHash('sha256'), sha512: crypto().createHash('sha512') });
     rmSync(partial, { force: true });
     resumedFrom = 0;
   } else if (resumedFrom > 0 && response.statusCode === 416) {

@@ -4,11 +4,11 @@
  * The holder is found the way `ss -p` does: the socket's inode in /proc/net/{tcp,udp}, then the process whose
  * fd points at it. A holder that is another qvm VM is named by VM and manifest.
  */
-import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Proto } from '../model/forward.js';
+import { dgram } from '../runtime/builtins.js';
 import { namespaceRecord } from '../runtime/paths.js';
 import { isSocketIn, processWithFd, readProcess } from '../runtime/process.js';
 
@@ -33,7 +33,7 @@ export function checkPort(proto: Proto, address: string, port: number): Promise<
       else resolve({ free: false, holder: error.message });
     };
     if (proto === 'udp') {
-      const socket = dgram.createSocket('udp4');
+      const socket = dgram().createSocket('udp4');
       socket.once('error', (error) => {
         socket.close();
         taken(error as NodeJS.ErrnoException);

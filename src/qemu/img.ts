@@ -7,11 +7,11 @@
  * hard-linked to its final name, which fails if anything exists there, so a concurrent creator or an existing
  * file always wins and a half-written image never carries the final name.
  */
-import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { DiskExistsError, MissingToolError, QemuProcessError } from '../errors.js';
 import { formatSize } from '../model/units.js';
+import { crypto } from '../runtime/builtins.js';
 import { isAlive } from '../runtime/process.js';
 
 const QEMU_IMG = 'qemu-img';
@@ -102,7 +102,7 @@ export async function createDisk(disk: DiskCreation): Promise<void> {
   removeAbandonedTemporaries(dir);
   const temporary = path.join(
     dir,
-    `.${path.basename(disk.path)}.qvm-${process.pid}-${randomBytes(4).toString('hex')}`,
+    `.${path.basename(disk.path)}.qvm-${process.pid}-${crypto().randomBytes(4).toString('hex')}`,
   );
   const format = disk.backing ? 'qcow2' : (disk.format ?? 'qcow2');
   const args = ['create', '-q', '-f', format, '-o', 'preallocation=off'];

@@ -5,16 +5,16 @@
  * QEMU 7.1+ writes PNG when asked (`format: png`); an older QEMU rejects the argument and only writes PPM
  * (P6), which qvm converts to PNG (8-bit RGB, no filtering: a screen compresses well enough with zlib alone).
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { MonitorCommandError } from '../errors.js';
+import { crypto } from '../runtime/builtins.js';
 import type { QmpClient } from './qmp.js';
 
 /** The screen as PNG bytes. `dir` is a private folder QEMU may write into (the VM's runtime folder). */
 export async function screendumpPng(qmp: QmpClient, dir: string): Promise<Buffer> {
-  const file = path.join(dir, `screen-${randomBytes(4).toString('hex')}`);
+  const file = path.join(dir, `screen-${crypto().randomBytes(4).toString('hex')}`);
   try {
     try {
       await qmp.execute('screendump', { filename: `${file}.png`, format: 'png' });

@@ -7,7 +7,6 @@
  * nothing by itself: the probe asks QEMU (`info usernet`) whether a connection through that forward reached
  * the ESTABLISHED state inside slirp, which only happens when the guest accepted it.
  */
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { NotReadyError } from '../errors.js';
 import { withAgent } from '../guest/agent.js';
@@ -15,6 +14,7 @@ import { sshArgs } from '../guest/ssh.js';
 import type { ReadySpec } from '../manifest/types.js';
 import { formatDuration } from '../model/units.js';
 import { parseUsernetRows } from '../qemu/parse/usernet.js';
+import { childProcess } from '../runtime/builtins.js';
 
 export interface ProbeResult {
   ready: boolean;
@@ -102,9 +102,13 @@ function probeSsh(ready: Extract<ReadySpec, { kind: 'ssh' }>): Promise<ProbeResu
   if (!access) return Promise.resolve({ ready: false, detail: 'ssh: the VM has no ssh access prepared' });
   const target = `ssh ${access.user}@${access.host}:${access.port}`;
   return new Promise((resolve) => {
-    const child = spawn('ssh', sshArgs(access, SSH_READY_COMMAND, { batch: true, connectTimeoutS: 5 }), {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = childProcess().spawn(
+      'ssh',
+      sshArgs(access, SSH_READY_COMMAND, { batch: true, connectTimeoutS: 5 }),
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     let stdout = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {

@@ -34,10 +34,11 @@
  * read from the password database, not $HOME. Every folder must be ours and 0700: qvm checks each one it
  * reads, not only the ones it creates.
  */
-import { createHash } from 'node:crypto';
 import { type Dirent, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import path from 'node:path';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { RuntimeDirError } from '../errors.js';
 import { VM_NAME } from '../model/names.js';
 
@@ -175,7 +176,8 @@ export function namespaceFor(source: string, root = runtimeRoot(), state = state
       // keep the resolved path
     }
   }
-  const id = createHash('sha256').update(absolute).digest('hex').slice(0, 16);
+  // SHA-256 in JavaScript: node:crypto costs every command 1-2 ms to load, for one short digest.
+  const id = bytesToHex(sha256(utf8ToBytes(absolute))).slice(0, 16);
   const dir = path.join(root, id);
   return {
     id,

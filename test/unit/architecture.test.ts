@@ -17,7 +17,7 @@ const ALLOWED: Record<string, string[]> = {
   qemu: ['model', 'runtime'],
   images: ['model', 'manifest', 'runtime', 'qemu'],
   guest: ['model', 'manifest', 'runtime'],
-  ready: ['model', 'manifest', 'qemu', 'guest'],
+  ready: ['model', 'manifest', 'runtime', 'qemu', 'guest'],
   observe: ['model', 'manifest', 'qemu', 'runtime', 'images'],
   plan: ['model', 'manifest', 'qemu', 'runtime', 'images', 'observe'],
   apply: ['model', 'manifest', 'qemu', 'runtime', 'images', 'guest', 'ready', 'plan'],

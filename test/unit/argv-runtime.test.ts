@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -98,6 +99,20 @@ describe('runtime folders', () => {
     expect(a.id).not.toBe(b.id);
     expect(namespaceFor('/srv/a/qvm.yaml', '/run/qvm')).toEqual(a);
     expect(vmPaths(a, 'web').qmp).toBe(`/run/qvm/${a.id}/web/qmp.sock`);
+  });
+
+  it('names a namespace by the SHA-256 of its manifest path, as every qvm version did (running VMs keep theirs)', () => {
+    // Computed in JavaScript since namespaces stopped loading node:crypto: the ids must not change.
+    expect(namespaceFor('/srv/a/qvm.yaml', '/run/qvm').id).toBe('a7f89b6740e90533');
+    for (const file of [
+      '/srv/a/qvm.yaml',
+      '/srv/ünï/qvm.yaml',
+      `/${'long/'.repeat(40)}qvm.yaml`,
+      '/x 🙂/q.yaml',
+    ])
+      expect(namespaceFor(file, '/run/qvm').id).toBe(
+        createHash('sha256').update(file).digest('hex').slice(0, 16),
+      );
   });
 
   it('keeps socket paths short whatever the manifest path', () => {
