@@ -2,15 +2,18 @@
  * One lock per namespace, so concurrent qvm runs (cron, CI, watch) never act on the same VMs at once.
  *
  * The lock is flock(2) on a file in the namespace's private runtime folder, so only its owner can take it (no
- * other user can open the file, let alone hold or fake it). Node has no flock of its own: util-linux's
- * flock(1) (always there on Debian) takes it in a small child that holds it until its stdin closes. qvm
- * keeps that stdin open, so the kernel releases the lock the moment qvm exits, however it exits: a qvm killed
- * mid-apply never leaves a stale lock behind. The holder writes what it is doing next to the lock, so a
- * waiter can say what it waits for.
+ * other user can open the file, let alone hold or fake it). Node has no flock of its own: qvm opens the file
+ * and util-linux's flock(1) (always there on Debian) locks that open file, passed as its descriptor 3
+ * (`flock 3`, as in `exec 9>file; flock 9`). A flock lock belongs to the open file, not to the process that
+ * asked for it: once flock(1) has exited, the lock stays with qvm's descriptor, and the kernel releases it
+ * when qvm closes it or exits, however it exits: a qvm killed mid-apply never leaves a stale lock behind.
+ * (The descriptor is close-on-exec, so no QEMU qvm starts can inherit the lock.) The holder writes what it
+ * is doing next to the lock, so a waiter can say what it waits for.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { LockBusyError, MissingToolError, RuntimeDirError } from '../errors.js';
+import { childProcess } from './builtins.js';
 import { ensurePrivateDir, type Namespace } from './paths.js';
 import { isAlive } from './process.js';
 
@@ -71,42 +74,28 @@ export function describeHolder(holder: LockHolder | undefined): string {
   return holder ? `qvm ${holder.command} (pid ${holder.pid}, since ${holder.since})` : 'another qvm';
 }
 
-/**
- * A flock(1) child that takes the lock (waiting for it when `wait`), then holds it while its stdin is open.
- * flock runs `cat` once it holds the lock, and cat echoes the line written to it here: that echo is the
- * news that the lock is taken (one exec fewer than a shell printing it).
- */
-function flockChild(file: string, wait: boolean): ChildProcessWithoutNullStreams {
-  const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(BUSY), file];
-  const child = spawn('flock', [...args, 'cat'], { stdio: 'pipe' });
-  child.stdin.on('error', () => {}); // flock that exits without the lock never reads it: EPIPE is no news
-  child.stdin.write('locked\n');
-  return child;
+/** flock(1) locking the open file that is its descriptor 3, waiting for the lock when `wait`; it exits then. */
+function flockChild(fd: number, wait: boolean): ChildProcess {
+  const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(BUSY), '3'];
+  return childProcess().spawn('flock', args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
 }
 
-/** Resolves 'locked' once the child holds the lock, or how it ended without it. */
-function outcome(
-  child: ChildProcessWithoutNullStreams,
-): Promise<'locked' | { code: number | null; stderr: string }> {
+/** How flock(1) ended: 0 when it locked the file; -2 when there is no flock to run. */
+function outcome(child: ChildProcess): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
     });
-    child.stdout.setEncoding('utf8').once('data', () => resolve('locked'));
     child.once('error', (error: NodeJS.ErrnoException) =>
       resolve({ code: error.code === 'ENOENT' ? -2 : -1, stderr: error.message }),
     );
-    child.once('exit', (code) => resolve({ code, stderr }));
+    child.once('close', (code) => resolve({ code, stderr }));
   });
 }
 
-/** The held lock: releasing closes the child's stdin, which ends it, which releases the lock. */
-function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, command: string): Lock {
-  // A forgotten lock must not keep a finished qvm alive; the kernel frees it when qvm exits anyway.
-  child.unref();
-  for (const stream of [child.stdin, child.stdout, child.stderr])
-    (stream as unknown as { unref?: () => void }).unref?.();
+/** The held lock: releasing closes qvm's descriptor of the lock file, which releases the lock. */
+function held(fd: number, namespace: Namespace, command: string): Lock {
   const tokenBefore = lockToken(namespace);
   const info: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
   const writeHolder = (record: LockHolder & { released?: boolean }) => {
@@ -119,25 +108,16 @@ function held(child: ChildProcessWithoutNullStreams, namespace: Namespace, comma
     }
   };
   writeHolder(info);
+  let open = true;
   return {
     tokenBefore,
-    // Waits until the child has gone (so the lock is free for whoever runs next), a second at most.
-    release: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.ref();
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve();
-        }, 1000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        // Marked while still held: the next holder's record can only come after it.
-        writeHolder({ ...info, released: true });
-        child.stdin.end();
-      }),
+    release: async () => {
+      if (!open) return;
+      open = false;
+      // Marked while still held: the next holder's record can only come after it.
+      writeHolder({ ...info, released: true });
+      closeSync(fd);
+    },
   };
 }
 
@@ -151,39 +131,44 @@ export async function acquireLock(
   options: { wait: boolean; onWait?: (holder: LockHolder | undefined) => void; signal?: AbortSignal },
 ): Promise<Lock> {
   ensurePrivateDir(namespace.dir);
+  let fd: number;
   try {
-    // flock(1) would create it with the umask's mode: make it private first.
-    closeSync(openSync(namespace.lock, 'a', 0o600));
+    // Created private here: flock(1) would create it with the umask's mode.
+    fd = openSync(namespace.lock, 'a', 0o600);
   } catch (error) {
-    throw new RuntimeDirError(`cannot create ${namespace.lock}: ${(error as Error).message}`, {
+    throw new RuntimeDirError(`cannot open ${namespace.lock}: ${(error as Error).message}`, {
       cause: error,
     });
   }
-  let child = flockChild(namespace.lock, false);
-  let result = await outcome(child);
-  if (result !== 'locked' && result.code === BUSY) {
-    const holder = lockHolder(namespace);
-    if (!options.wait) {
-      throw new LockBusyError(
-        `${describeHolder(holder)} is working on the VMs of ${namespace.source}; not waiting (--no-wait)`,
-      );
+  try {
+    let result = await outcome(flockChild(fd, false));
+    if (result.code === BUSY) {
+      const holder = lockHolder(namespace);
+      if (!options.wait) {
+        throw new LockBusyError(
+          `${describeHolder(holder)} is working on the VMs of ${namespace.source}; not waiting (--no-wait)`,
+        );
+      }
+      options.onWait?.(holder);
+      if (options.signal?.aborted) throw new LockBusyError('stopped waiting for the lock');
+      const child = flockChild(fd, true);
+      const abort = () => child.kill('SIGTERM');
+      options.signal?.addEventListener('abort', abort, { once: true });
+      result = await outcome(child);
+      options.signal?.removeEventListener('abort', abort);
+      if (result.code !== 0 && options.signal?.aborted)
+        throw new LockBusyError('stopped waiting for the lock');
     }
-    options.onWait?.(holder);
-    if (options.signal?.aborted) throw new LockBusyError('stopped waiting for the lock');
-    child = flockChild(namespace.lock, true);
-    const abort = () => child.kill('SIGTERM');
-    options.signal?.addEventListener('abort', abort, { once: true });
-    result = await outcome(child);
-    options.signal?.removeEventListener('abort', abort);
-    if (result !== 'locked' && options.signal?.aborted)
-      throw new LockBusyError('stopped waiting for the lock');
-  }
-  if (result === 'locked') return held(child, namespace, command);
-  if (result.code === -2)
-    throw new MissingToolError(
-      'flock is not installed; it comes with util-linux: apt-get install util-linux',
+    if (result.code === 0) return held(fd, namespace, command);
+    if (result.code === -2)
+      throw new MissingToolError(
+        'flock is not installed; it comes with util-linux: apt-get install util-linux',
+      );
+    throw new RuntimeDirError(
+      `cannot lock ${namespace.lock}: ${result.stderr.trim() || `flock exited ${result.code}`}`,
     );
-  throw new RuntimeDirError(
-    `cannot lock ${namespace.lock}: ${result.stderr.trim() || `flock exited ${result.code}`}`,
-  );
+  } catch (error) {
+    closeSync(fd); // whatever flock managed before it failed or was stopped goes with it
+    throw error;
+  }
 }
