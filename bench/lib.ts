@@ -32,6 +32,12 @@ export interface MachineInfo {
   loadAverage: [number, number, number];
   /** qemu-system processes running when the benchmark started (other sessions' VMs share the CPU). */
   qemuProcesses: number;
+  /**
+   * NODE_EXTRA_CA_CERTS when set (null otherwise). Node 20 reads and parses that file at every start-up,
+   * before any script runs: on a machine that points it at the system's bundle, that is a large part of
+   * every Node floor and of every qvm command (see withoutExtraCaCerts).
+   */
+  nodeExtraCaCerts: string | null;
 }
 
 export function machineInfo(): MachineInfo {
@@ -53,7 +59,17 @@ export function machineInfo(): MachineInfo {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     loadAverage: load,
     qemuProcesses: qemuProcessCount(),
+    nodeExtraCaCerts: process.env.NODE_EXTRA_CA_CERTS || null,
   };
+}
+
+/**
+ * ENV without NODE_EXTRA_CA_CERTS: for the series that show what a Node process (the floor, or qvm) costs
+ * on a machine that does not set it. qvm needs extra certificates only to download images.
+ */
+export function withoutExtraCaCerts(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const { NODE_EXTRA_CA_CERTS: _, ...rest } = env;
+  return rest;
 }
 
 function qemuProcessCount(): number {
@@ -79,7 +95,7 @@ export function loadNote(machine: MachineInfo): string | undefined {
 
 /** One line for the console: where a benchmark ran. */
 export function describeMachine(m: MachineInfo): string {
-  return `${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, QEMU ${m.qemu}, load ${m.loadAverage[0]}`;
+  return `${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, QEMU ${m.qemu}, load ${m.loadAverage[0]}${m.nodeExtraCaCerts ? `, NODE_EXTRA_CA_CERTS=${m.nodeExtraCaCerts}` : ''}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -300,8 +316,8 @@ export function expectOk(what: string, result: RunResult, check?: (stdout: strin
 }
 
 /** A `qvm` runner with a private runtime root, run from CWD, failing on a non-zero exit. */
-export function qvmRunner(runtime: string, cwd: string) {
-  const env = { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
+export function qvmRunner(runtime: string, cwd: string, baseEnv: NodeJS.ProcessEnv = process.env) {
+  const env = { ...baseEnv, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
   return async (args: string[], check?: (stdout: string) => boolean, timeoutMs = 600_000) =>
     expectOk(
       `qvm ${args.join(' ')}`,

@@ -49,6 +49,7 @@ import {
   runCleanups,
   seriesOf,
   target,
+  withoutExtraCaCerts,
   writeResults,
 } from './lib.js';
 
@@ -301,13 +302,24 @@ onCleanup(async () => {
   await killQemusUnder(runtime);
   for (const dir of [runtime, dirOne, dirTen]) rmSync(dir, { recursive: true, force: true });
 });
-const qvmEnv = { ...process.env, QVM_RUNTIME_DIR: runtime, QVM_STATE_DIR: `${runtime}-state`, NO_COLOR: '1' };
-const qvm = async (cwd: string, args: string[], check?: (out: string) => boolean) =>
+const qvmEnv: NodeJS.ProcessEnv = {
+  ...process.env,
+  QVM_RUNTIME_DIR: runtime,
+  QVM_STATE_DIR: `${runtime}-state`,
+  NO_COLOR: '1',
+};
+/**
+ * qvm's environment without NODE_EXTRA_CA_CERTS, for the series that show this machine's certificate
+ * bundle apart (Node parses it at every start-up; see bench/startup.ts). Undefined when it is not set.
+ */
+const BARE_STOP = new URL('./bare-stop.mjs', import.meta.url).pathname;
+const cleanEnv = process.env.NODE_EXTRA_CA_CERTS ? withoutExtraCaCerts(qvmEnv) : undefined;
+const qvm = async (cwd: string, args: string[], check?: (out: string) => boolean, env = qvmEnv) =>
   expectOk(
     `qvm ${args.join(' ')}`,
     await run(process.execPath, [new URL('../bin/qvm.js', import.meta.url).pathname, ...args], {
       cwd,
-      env: qvmEnv,
+      env,
       timeoutMs: 180_000,
     }),
     check,
@@ -364,12 +376,18 @@ try {
     qvmList: 'qvm status (1 VM)',
     lvForward: "virsh qemu-monitor-command --hmp DOM 'hostfwd_add ...' until HTTP answers",
     qvmForward: 'edit manifest + qvm apply until HTTP answers',
+    qvmForwardClean: 'edit manifest + qvm apply until HTTP answers, without NODE_EXTRA_CA_CERTS',
     lvStart: 'virsh start until HTTP answers',
     qvmStart: 'qvm apply (start) until HTTP answers',
     qvmLeanStart: 'qvm apply (start, args: [-vga, none]) until HTTP answers',
     lvStop: 'virsh shutdown until QEMU is gone',
     qvmStop: 'qvm destroy (graceful) until QEMU is gone',
     qvmLeanStop: 'qvm destroy (graceful, args: [-vga, none]) until QEMU is gone',
+    bareStop: 'bare Node QMP script (bench/bare-stop.mjs): powerdown, SHUTDOWN, quit, until QEMU is gone',
+    bareStopClean:
+      'bare Node QMP script (bench/bare-stop.mjs) until QEMU is gone, without NODE_EXTRA_CA_CERTS',
+    qvmStartClean: 'qvm apply (start) until HTTP answers, without NODE_EXTRA_CA_CERTS',
+    qvmStopClean: 'qvm destroy (graceful) until QEMU is gone, without NODE_EXTRA_CA_CERTS',
     lvStartTen: `virsh start × ${PARALLEL} in parallel, commands returned`,
     qvmStartTen: `qvm apply of ${PARALLEL} VMs, command returned`,
     lvUpTen: `virsh start × ${PARALLEL} in parallel until all answer HTTP`,
@@ -394,6 +412,24 @@ try {
 
   // (c) a forward added to the running VM, until the guest answers through it; removed again untimed.
   console.log('  (c) add a forward live');
+  const qvmForward = (env: NodeJS.ProcessEnv) => ({
+    selfTimed: true as const,
+    run: async () => {
+      const start = performance.now();
+      web([qvmPort, qvmExtra]);
+      await qvm(
+        dirOne,
+        ['apply', '-f', 'm.yaml'],
+        (out) => out.includes('updated live: 1 forward added'),
+        env,
+      );
+      return (await firstAnswer(qvmExtra, 10_000, 5)) - start;
+    },
+    after: async () => {
+      web([qvmPort]);
+      await qvm(dirOne, ['apply', '-f', 'm.yaml'], (out) => out.includes('updated live'), env);
+    },
+  });
   const forward = await interleave(
     {
       [labels.lvForward]: {
@@ -412,21 +448,8 @@ try {
             (out) => out.includes('removed'),
           ),
       },
-      [labels.qvmForward]: {
-        selfTimed: true,
-        run: async () => {
-          const start = performance.now();
-          web([qvmPort, qvmExtra]);
-          await qvm(dirOne, ['apply', '-f', 'm.yaml'], (out) =>
-            out.includes('updated live: 1 forward added'),
-          );
-          return (await firstAnswer(qvmExtra, 10_000, 5)) - start;
-        },
-        after: async () => {
-          web([qvmPort]);
-          await qvm(dirOne, ['apply', '-f', 'm.yaml'], (out) => out.includes('updated live'));
-        },
-      },
+      [labels.qvmForward]: qvmForward(qvmEnv),
+      ...(cleanEnv ? { [labels.qvmForwardClean]: qvmForward(cleanEnv) } : {}),
     },
     FORWARD_ROUNDS,
     { onRound: progress('forward') },
@@ -460,6 +483,8 @@ try {
       labels.lvStop,
       labels.qvmStop,
       labels.qvmLeanStop,
+      labels.bareStop,
+      ...(cleanEnv ? [labels.qvmStartClean, labels.qvmStopClean, labels.bareStopClean] : []),
     ].map((l) => [l, []]),
   );
   const cycles = {
@@ -494,13 +519,41 @@ try {
     },
     qvm: async () => cycle(dirOne, qvmPort, labels.qvmStart, labels.qvmStop),
     lean: async () => cycle(lean, qvmExtra, labels.qvmLeanStart, labels.qvmLeanStop),
+    ...(cleanEnv
+      ? { clean: async () => cycle(dirOne, qvmPort, labels.qvmStartClean, labels.qvmStopClean, cleanEnv) }
+      : {}),
+    bare: async () => bareCycle(labels.bareStop, process.env),
+    ...(cleanEnv ? { bareClean: async () => bareCycle(labels.bareStopClean, cleanEnv) } : {}),
   };
-  async function cycle(cwd: string, port: number, startLabel: string, stopLabel: string) {
+  /**
+   * The floor of a graceful stop by any Node CLI: qvm starts the VM (untimed), a bare script that only speaks
+   * QMP stops it (timed, like the others, until the process is gone), and qvm then forgets it (untimed).
+   */
+  async function bareCycle(label: string, env: NodeJS.ProcessEnv) {
+    const started = run(
+      process.execPath,
+      [new URL('../bin/qvm.js', import.meta.url).pathname, 'apply', '-f', 'm.yaml'],
+      { cwd: dirOne, env: qvmEnv, timeoutMs: 120_000 },
+    );
+    await firstAnswer(qvmPort);
+    expectOk('qvm apply', await started);
+    await sleep(500);
+    const pid = vmPid(runtime, 'web')!;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    // qvm keeps a VM's sockets next to its pidfile: <runtime>/<namespace>/<vm>/qmp.sock.
+    const socket = path.join(path.dirname(argv[argv.indexOf('-pidfile') + 1]!), 'qmp.sock');
+    const t1 = performance.now();
+    expectOk('bare-stop', await run(process.execPath, [BARE_STOP, socket], { env, timeoutMs: 60_000 }));
+    await untilGone([pid]);
+    boot[label]!.push(performance.now() - t1);
+    await qvm(dirOne, ['destroy', '-f', 'm.yaml']);
+  }
+  async function cycle(cwd: string, port: number, startLabel: string, stopLabel: string, env = qvmEnv) {
     const t0 = performance.now();
     const started = run(
       process.execPath,
       [new URL('../bin/qvm.js', import.meta.url).pathname, 'apply', '-f', 'm.yaml'],
-      { cwd, env: qvmEnv, timeoutMs: 120_000 },
+      { cwd, env, timeoutMs: 120_000 },
     );
     const answered = await firstAnswer(port);
     expectOk('qvm apply', await started);
@@ -508,12 +561,12 @@ try {
     await sleep(500);
     const pid = vmPid(runtime, 'web')!;
     const t1 = performance.now();
-    await qvm(cwd, ['destroy', '-f', 'm.yaml'], (out) => out.includes('guest powered off'));
+    await qvm(cwd, ['destroy', '-f', 'm.yaml'], (out) => out.includes('guest powered off'), env);
     await untilGone([pid]);
     boot[stopLabel]!.push(performance.now() - t1);
   }
   for (let round = 0; round < BOOT_ROUNDS; round++) {
-    for (const name of shuffle(Object.keys(cycles) as (keyof typeof cycles)[])) await cycles[name]();
+    for (const cycle of shuffle(Object.values(cycles))) await cycle();
     progress('boot')(round + 1, BOOT_ROUNDS);
   }
 
@@ -594,6 +647,26 @@ try {
     'start until HTTP: qvm / libvirt': ratio(s, labels.qvmStart, labels.lvStart),
     'start until HTTP: qvm without VGA / libvirt': ratio(s, labels.qvmLeanStart, labels.lvStart),
     'graceful stop: qvm / libvirt': ratio(s, labels.qvmStop, labels.lvStop),
+    'graceful stop: bare Node script / libvirt': ratio(s, labels.bareStop, labels.lvStop),
+    ...(cleanEnv
+      ? {
+          'add a forward: qvm without NODE_EXTRA_CA_CERTS / virsh': ratio(
+            s,
+            labels.qvmForwardClean,
+            labels.lvForward,
+          ),
+          'graceful stop: qvm without NODE_EXTRA_CA_CERTS / libvirt': ratio(
+            s,
+            labels.qvmStopClean,
+            labels.lvStop,
+          ),
+          'graceful stop: bare Node script without NODE_EXTRA_CA_CERTS / libvirt': ratio(
+            s,
+            labels.bareStopClean,
+            labels.lvStop,
+          ),
+        }
+      : {}),
     [`start ${PARALLEL}, commands returned: qvm / libvirt`]: ratio(s, labels.qvmStartTen, labels.lvStartTen),
     [`start ${PARALLEL} until all answer: qvm / libvirt`]: ratio(s, labels.qvmUpTen, labels.lvUpTen),
     [`stop ${PARALLEL}: qvm / libvirt`]: ratio(s, labels.qvmStopTen, labels.lvStopTen),
@@ -634,6 +707,10 @@ try {
   notes.push(
     'The qvm side runs as a whole process per command (Node start-up included); virsh is a thin client of the resident libvirtd, whose own CPU time is not in the virsh figures.',
   );
+  if (cleanEnv)
+    notes.push(
+      `This machine sets NODE_EXTRA_CA_CERTS=${process.env.NODE_EXTRA_CA_CERTS}, which Node parses at every start-up (bench/startup.ts measures how long). The targets are judged with it, as the machine is set up; the series "without NODE_EXTRA_CA_CERTS" run the same qvm commands, in the same rounds, with it unset.`,
+    );
   report(writeResults('peer-libvirt', results), results);
 } catch (error) {
   if (!(error instanceof Unavailable)) throw error;
