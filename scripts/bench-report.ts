@@ -39,6 +39,7 @@ interface ResultsFile {
     date: string;
     loadAverage: number[];
     qemuProcesses: number;
+    nodeExtraCaCerts?: string | null;
   };
   params: Record<string, unknown>;
   series: Record<string, Series>;
@@ -83,7 +84,7 @@ function targetLimit(t: NonNullable<ResultsFile['targets']>[number], r: ResultsF
 export function renderBlock(r: ResultsFile): string {
   const m = r.machine;
   const lines: string[] = [];
-  const load = `load average ${m.loadAverage[0]} at the start${m.qemuProcesses ? `, ${m.qemuProcesses} other QEMU process${m.qemuProcesses === 1 ? '' : 'es'} running` : ''}`;
+  const load = `load average ${m.loadAverage[0]} at the start${m.qemuProcesses ? `, ${m.qemuProcesses} other QEMU process${m.qemuProcesses === 1 ? '' : 'es'} running` : ''}${m.nodeExtraCaCerts ? `; NODE_EXTRA_CA_CERTS=${m.nodeExtraCaCerts} (Node parses it at every start-up, floors included)` : ''}`;
   lines.push(
     `_${r.title}. From \`bench/results/${r.name}.json\`, written by \`${r.script}\` on ${m.date.slice(0, 10)} ` +
       `(code at ${r.code.commit}${r.code.dirty ? ' with uncommitted changes' : ''}): ${m.cores} × ${m.cpuModel}, ` +
