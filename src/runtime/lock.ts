@@ -77,7 +77,9 @@ export function describeHolder(holder: LockHolder | undefined): string {
 /** flock(1) locking the open file that is its descriptor 3, waiting for the lock when `wait`; it exits then. */
 function flockChild(fd: number, wait: boolean): ChildProcess {
   const args = ['--exclusive', ...(wait ? [] : ['--nonblock']), '--conflict-exit-code', String(BUSY), '3'];
-  return childProcess().spawn('flock', args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
+  // PATH alone and the C locale: flock then reads no locale files, and starts a millisecond sooner.
+  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+  return childProcess().spawn('flock', args, { stdio: ['ignore', 'ignore', 'pipe', fd], env });
 }
 
 /** How flock(1) ended: 0 when it locked the file; -2 when there is no flock to run. */
