@@ -43,6 +43,7 @@ socket.on('close', () => {
   }
 });
 socket.on('error', (error) => {
+  if (step === 3) return; // QEMU quitting may reset the connection instead of closing it
   process.stderr.write(`${error.message}\n`);
   process.exitCode = 2;
 });
