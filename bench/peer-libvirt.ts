@@ -394,6 +394,7 @@ try {
     qvmUpTen: `qvm apply of ${PARALLEL} VMs until all answer HTTP`,
     lvStopTen: `virsh shutdown × ${PARALLEL} in parallel until all QEMUs are gone`,
     qvmStopTen: `qvm destroy of ${PARALLEL} VMs until all QEMUs are gone`,
+    bareStopTen: `bare Node QMP script (bench/bare-stop.mjs), ${PARALLEL} VMs at once, until all QEMUs are gone`,
   };
 
   // (a) one monitor command, (b) list.
@@ -539,9 +540,7 @@ try {
     expectOk('qvm apply', await started);
     await sleep(500);
     const pid = vmPid(runtime, 'web')!;
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    // qvm keeps a VM's sockets next to its pidfile: <runtime>/<namespace>/<vm>/qmp.sock.
-    const socket = path.join(path.dirname(argv[argv.indexOf('-pidfile') + 1]!), 'qmp.sock');
+    const socket = qmpSocketOf(pid);
     const t1 = performance.now();
     expectOk('bare-stop', await run(process.execPath, [BARE_STOP, socket], { env, timeoutMs: 60_000 }));
     await untilGone([pid]);
@@ -591,6 +590,7 @@ try {
       labels.qvmUpTen,
       labels.lvStopTen,
       labels.qvmStopTen,
+      labels.bareStopTen,
     ].map((l) => [l, []]),
   );
   /**
@@ -632,6 +632,20 @@ try {
       await untilGone(pids);
       ten[labels.qvmStopTen]!.push(performance.now() - t1);
     },
+    // The floor: qvm starts them (untimed), one bare Node process stops them all, qvm forgets them (untimed).
+    bare: async () => {
+      const answers = allAnswer('bare', qvmTenPorts);
+      await qvm(dirTen, ['apply', '-f', 'm.yaml']);
+      await answers;
+      await sleep(1000);
+      const pids = qvmTenPorts.map((_, i) => vmPid(runtime, `web${i}`)!);
+      const sockets = pids.map(qmpSocketOf);
+      const t1 = performance.now();
+      expectOk('bare-stop', await run(process.execPath, [BARE_STOP, ...sockets], { timeoutMs: 60_000 }));
+      await untilGone(pids);
+      ten[labels.bareStopTen]!.push(performance.now() - t1);
+      await qvm(dirTen, ['destroy', '-f', 'm.yaml']);
+    },
   };
   for (let round = 0; round < PARALLEL_ROUNDS; round++) {
     for (const name of shuffle(Object.keys(parallel) as (keyof typeof parallel)[])) await parallel[name]();
@@ -670,6 +684,7 @@ try {
     [`start ${PARALLEL}, commands returned: qvm / libvirt`]: ratio(s, labels.qvmStartTen, labels.lvStartTen),
     [`start ${PARALLEL} until all answer: qvm / libvirt`]: ratio(s, labels.qvmUpTen, labels.lvUpTen),
     [`stop ${PARALLEL}: qvm / libvirt`]: ratio(s, labels.qvmStopTen, labels.lvStopTen),
+    [`stop ${PARALLEL}: bare Node script / libvirt`]: ratio(s, labels.bareStopTen, labels.lvStopTen),
   };
   results.targets = [
     target(
@@ -719,6 +734,12 @@ try {
   report(writeResults('peer-libvirt', results), results);
 } finally {
   await runCleanups();
+}
+
+/** The QMP socket of a QEMU qvm started: next to its pidfile, <runtime>/<namespace>/<vm>/qmp.sock. */
+function qmpSocketOf(pid: number): string {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  return path.join(path.dirname(argv[argv.indexOf('-pidfile') + 1]!), 'qmp.sock');
 }
 
 function shuffle<T>(items: T[]): T[] {
