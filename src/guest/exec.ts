@@ -6,7 +6,6 @@
  * stdout and stderr in two files in the guest's /run (a tmpfs, private to root, as the agent runs), which qvm
  * reads as they grow (`guest-file-read`) while polling `guest-exec-status`; then it removes them.
  */
-
 import { crypto } from '../runtime/builtins.js';
 import { AgentCommandError, type AgentSession } from './agent.js';
 

@@ -113,7 +113,7 @@ export async function fetchImage(
   if (cached) return cached;
   const partial = partialPath(source.digest, root);
   ensurePrivateDir(path.dirname(partial));
-  const hashes = { sha256: crypto().createHash('sha256'), sha512: crypto().createHash('sha512') };
+  const hashes = newHashes();
   const url = new URL(source.url);
   if (url.protocol === 'file:') await copyFile(fileURLToPath(url), partial, hashes);
   else if (url.protocol === 'http:' || url.protocol === 'https:')
@@ -172,6 +172,11 @@ async function copyFile(
 }
 
 /** A pass-through that feeds the hashes. */
+/** Fresh digests of both kinds an image may be pinned by, fed as the bytes arrive. */
+function newHashes(): Record<'sha256' | 'sha512', Hash> {
+  return { sha256: crypto().createHash('sha256'), sha512: crypto().createHash('sha512') };
+}
+
 function hashing(hashes: Record<'sha256' | 'sha512', Hash>) {
   return async function* (source: AsyncIterable<Buffer>) {
     for await (const chunk of source) {
@@ -212,7 +217,7 @@ async function download(
   if (resumedFrom > 0 && response.statusCode === 200) {
     // The server does not do ranges: start over.
     for (const h of Object.values(hashes)) h.destroy();
-    Object.assign(hashes, { sha256: crypto().createHash('sha256'), sha512: crypto().createHash('sha512') });
+    Object.assign(hashes, newHashes());
     rmSync(partial, { force: true });
     resumedFrom = 0;
   } else if (resumedFrom > 0 && response.statusCode === 416) {

@@ -2,10 +2,11 @@
  * Small files kept by key in a private folder of the cache root, for what qvm can always make again (parsed
  * manifests). Nothing here throws: a store that cannot be read or written is a store that is empty.
  */
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cacheRoot, checkPrivateDir, ensurePrivateDir } from './paths.js';
+import { replaceFile } from './records.js';
 
 export interface FileStore {
   read(key: string): string | undefined;
@@ -42,10 +43,7 @@ export function privateFileStore(dir: string): FileStore {
     write(key, data) {
       try {
         ensurePrivateDir(dir);
-        const file = fileOf(key);
-        const temporary = `${file}.${process.pid}.tmp`;
-        writeFileSync(temporary, data, { mode: 0o600 });
-        renameSync(temporary, file); // a concurrent reader sees the old entry or the new one
+        replaceFile(fileOf(key), data); // a concurrent reader sees the old entry or the new one
       } catch {
         // a full or read-only disk: the next run does the work again
       }

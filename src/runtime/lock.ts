@@ -11,11 +11,12 @@
  * is doing next to the lock, so a waiter can say what it waits for.
  */
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { LockBusyError, MissingToolError, RuntimeDirError } from '../errors.js';
 import { childProcess } from './builtins.js';
 import { ensurePrivateDir, type Namespace } from './paths.js';
 import { isAlive } from './process.js';
+import { replaceFile } from './records.js';
 
 export interface LockHolder {
   pid: number;
@@ -102,9 +103,7 @@ function held(fd: number, namespace: Namespace, command: string): Lock {
   const info: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
   const writeHolder = (record: LockHolder & { released?: boolean }) => {
     try {
-      const temporary = `${namespace.lock}.holder.tmp-${process.pid}`;
-      writeFileSync(temporary, JSON.stringify(record), { mode: 0o600 });
-      renameSync(temporary, `${namespace.lock}.holder`);
+      replaceFile(`${namespace.lock}.holder`, JSON.stringify(record));
     } catch {
       // For a waiter's message and lockToken's readers, who then take the lock themselves.
     }

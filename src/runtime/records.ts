@@ -109,25 +109,38 @@ function readJson(file: string): ReadResult {
 }
 
 /**
- * Writes via a temporary file and rename, so a crash never leaves half a record; `durable` also syncs the file
- * and its folder, so the record survives a power cut. The folder is created private when missing. A write
- * that fails (a full or read-only disk) is a RuntimeDirError naming the file.
+ * Replaces `file` with `data` (mode 0600) through a temporary file and a rename, so a reader sees the old
+ * content or the new, never half; `durable` also syncs the file before the rename. Throws what the file
+ * system throws, and leaves no temporary file behind.
  */
-function writeJson(file: string, value: unknown, options: { durable?: boolean } = {}): void {
+export function replaceFile(file: string, data: string, options: { durable?: boolean } = {}): void {
   const temporary = `${file}.tmp-${process.pid}`;
   try {
-    ensurePrivateDir(path.dirname(file));
     const fd = openSync(temporary, 'w', 0o600);
     try {
-      writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+      writeSync(fd, data);
       if (options.durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(temporary, file);
-    if (options.durable) syncFolder(path.dirname(file));
   } catch (error) {
     rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * Writes a record so a crash never leaves half of it (replaceFile); `durable` also syncs the file and its
+ * folder, so the record survives a power cut. The folder is created private when missing. A write that fails
+ * (a full or read-only disk) is a RuntimeDirError naming the file.
+ */
+function writeJson(file: string, value: unknown, options: { durable?: boolean } = {}): void {
+  try {
+    ensurePrivateDir(path.dirname(file));
+    replaceFile(file, `${JSON.stringify(value, null, 2)}\n`, options);
+    if (options.durable) syncFolder(path.dirname(file));
+  } catch (error) {
     if (error instanceof RuntimeDirError) throw error;
     throw new RuntimeDirError(`cannot write ${file}: ${errnoText(error)}`, { cause: error });
   }
