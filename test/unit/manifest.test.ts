@@ -192,6 +192,31 @@ describe('located problems', () => {
     ]);
   });
 
+  it('counts the SSH and VNC ports among the host ports, in one VM and across VMs', () => {
+    const text = [
+      'vms:',
+      '  a:',
+      '    forwards: ["tcp::2222-:80", {host: 5901, guest: 81}]',
+      '    ssh: {user: dev, port: 2222}',
+      '    display: {vnc: {port: 5901}}',
+      '  b:',
+      '    ssh: {user: dev, port: 2222}',
+      '    display: {vnc: {port: 5902, address: 0.0.0.0}}',
+      '  c:',
+      '    forwards: [{host: 5902, guest: 80, address: 127.0.0.2}]',
+      '    display: {vnc: {port: 5903, address: 127.0.0.2}}',
+      '  d:',
+      '    ssh: {user: dev, port: 5903}',
+      '',
+    ].join('\n');
+    expect(problems(text)).toEqual([
+      'vm.yaml:4:28: vms.a.ssh.port: ssh on 127.0.0.1:2222 claims the same host port as vms.a.forwards[0] (line 3)',
+      'vm.yaml:5:27: vms.a.display.vnc.port: VNC on 127.0.0.1:5901 claims the same host port as vms.a.forwards[1] (line 3)',
+      'vm.yaml:7:28: vms.b.ssh.port: ssh on 127.0.0.1:2222 claims the same host port as vms.a.forwards[0] (line 3)',
+      'vm.yaml:10:16: vms.c.forwards[0]: tcp 127.0.0.2:5902 -> :80 claims the same host port as vms.b.display.vnc.port (line 8)',
+    ]);
+  });
+
   it.each([
     [
       'disk: d.qcow2\n    snapshot: "a;quit"',

@@ -1,10 +1,10 @@
-/** Forwards: each rule parses, and no two forwards of the manifest claim the same host port. */
+/** Forwards: each rule parses, and no two host ports of the manifest (forwards, SSH, VNC) are the same. */
 import type { Diagnostic } from '../../errors.js';
 import { formatFieldPath } from '../../model/field-path.js';
 import { describeForward, hostSidesCollide, parseHostfwd } from '../../model/forward.js';
 import { forwardsOf } from '../defaults.js';
 import type { ManifestCheck, VmCheck, VmDocument } from '../document.js';
-import type { ForwardSpec } from '../types.js';
+import { DEFAULTS, type ForwardSpec } from '../types.js';
 
 /** A rule in QEMU's hostfwd syntax that does not parse (the schema only checks its outline). */
 export const checkForwardRules: VmCheck = (doc) => {
@@ -18,24 +18,68 @@ export const checkForwardRules: VmCheck = (doc) => {
   return out;
 };
 
-/** Two forwards anywhere in the manifest on the same protocol and port, where one address covers the other. */
+/**
+ * A host port qvm has QEMU bind for a VM: a forward, the SSH forward of `ssh.port` (always on 127.0.0.1,
+ * see guest/prepare.ts), or a VNC server on a TCP port (`display.vnc`). QEMU binds each when the VM starts
+ * or the forward is added, so two claims on one port would fail there instead of here.
+ */
+interface HostPortClaim extends Pick<ForwardSpec, 'proto' | 'hostAddress' | 'hostPort'> {
+  /** The field of the VM that claims it. */
+  field: (string | number)[];
+  /** How the claim is named in a message. */
+  what: string;
+}
+
+function hostPortClaims(doc: VmDocument): HostPortClaim[] {
+  const claims: HostPortClaim[] = forwardsOf(doc).map((forward) => ({
+    ...forward,
+    field: ['forwards', forward.index],
+    what: describeForward(forward),
+  }));
+  const sshPort = doc.accepted('ssh') ? doc.raw.ssh?.port : undefined;
+  if (sshPort !== undefined)
+    claims.push({
+      proto: 'tcp',
+      hostAddress: '127.0.0.1',
+      hostPort: sshPort,
+      field: ['ssh', 'port'],
+      what: `ssh on 127.0.0.1:${sshPort}`,
+    });
+  const display = doc.accepted('display') ? doc.raw.display : undefined;
+  if (typeof display === 'object' && display !== null) {
+    const address = display.vnc.address ?? DEFAULTS.forwardAddress;
+    claims.push({
+      proto: 'tcp',
+      hostAddress: address,
+      hostPort: display.vnc.port,
+      field: ['display', 'vnc', 'port'],
+      what: `VNC on ${address}:${display.vnc.port}`,
+    });
+  }
+  return claims;
+}
+
+/**
+ * Two host ports anywhere in the manifest (forwards, SSH, VNC) on the same protocol and port, where one
+ * address covers the other.
+ */
 export const checkForwardCollisions: ManifestCheck = (docs) => {
   const out: Diagnostic[] = [];
-  const claimed: { forward: ForwardSpec; doc: VmDocument }[] = [];
+  const claimed: { claim: HostPortClaim; doc: VmDocument }[] = [];
   for (const doc of docs) {
-    for (const forward of forwardsOf(doc)) {
-      const earlier = claimed.find((c) => hostSidesCollide(c.forward, forward));
+    for (const claim of hostPortClaims(doc)) {
+      const earlier = claimed.find((c) => hostSidesCollide(c.claim, claim));
       if (!earlier) {
-        claimed.push({ forward, doc });
+        claimed.push({ claim, doc });
         continue;
       }
       const other = earlier.doc;
-      const otherField = ['forwards', earlier.forward.index];
+      const otherField = earlier.claim.field;
       const where = other.where(otherField);
       out.push(
         doc.problem(
-          ['forwards', forward.index],
-          `${describeForward(forward)} claims the same host port as ${formatFieldPath(other.at(...otherField))} (${other.file === doc.file ? where.replace(/^.*:(\d+)$/, 'line $1') : `in ${where}`})`,
+          claim.field,
+          `${claim.what} claims the same host port as ${formatFieldPath(other.at(...otherField))} (${other.file === doc.file ? where.replace(/^.*:(\d+)$/, 'line $1') : `in ${where}`})`,
         ),
       );
     }
