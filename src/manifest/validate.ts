@@ -12,7 +12,7 @@ import { checkKernelBoot } from './checks/boot.js';
 import { checkDevices } from './checks/devices.js';
 import { checkDiskClaims, checkDiskFormat } from './checks/disks.js';
 import { checkForwardCollisions, checkForwardRules } from './checks/forwards.js';
-import { checkCloudInit, checkImage, checkSsh, unpinned } from './checks/guest.js';
+import { checkCloudInit, checkImage, checkSsh, unpinned, urlProblem } from './checks/guest.js';
 import { checkLimits } from './checks/limits.js';
 import { checkReady } from './checks/ready.js';
 import { checkSnapshotNeeds } from './checks/snapshots.js';
@@ -126,10 +126,16 @@ function imageCatalog(
     if (typeof images !== 'object' || images === null || Array.isArray(images)) continue;
     for (const [name, source] of Object.entries(images as Record<string, RawImageSource>)) {
       const fieldPath = ['images', name];
-      const refused = schema.some((d) => d.path?.startsWith(formatFieldPath(fieldPath)));
+      const prefix = formatFieldPath(fieldPath);
+      // The entry or a field of it (`images.a` is not refused by a problem at `images.ab`).
+      const refused = schema.some(
+        (d) => d.path === prefix || d.path?.startsWith(`${prefix}.`) || d.path?.startsWith(`${prefix}[`),
+      );
       if (refused || typeof source !== 'object' || source === null) continue;
+      const bad = urlProblem(source.url);
       const why = unpinned(source);
-      if (why) diagnostics.push(located(loaded, fieldPath, why));
+      if (bad) diagnostics.push(located(loaded, [...fieldPath, 'url'], bad));
+      else if (why) diagnostics.push(located(loaded, fieldPath, why));
       const earlier = catalog[name];
       if (earlier && JSON.stringify(earlier) !== JSON.stringify(source)) {
         diagnostics.push(

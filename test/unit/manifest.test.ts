@@ -468,6 +468,28 @@ describe('inputs found by the property tests', () => {
       'vm.yaml:3:13: vms.web.disk: must be a path, or a mapping with path, and optionally size, format, backing and backingFormat, got null',
     ]);
   });
+
+  it('an image URL Node cannot read (bad percent-encoding, a remote file host, no URL at all) is a located error, not a crash', () => {
+    const text = [
+      'images:',
+      '  remote: {url: "file://host/x.qcow2"}',
+      `  broken: {url: "https://[x/y.qcow2", sha256: "${'0'.repeat(64)}"}`,
+      '  remote2: {url: "file:///x.qcow2"}',
+      'vms:',
+      '  a:',
+      '    disk: a.qcow2',
+      '    image: {url: "file:///srv/images/%"}',
+      '  b:',
+      '    disk: b.qcow2',
+      '    image: remote2',
+      '',
+    ].join('\n');
+    expect(problems(text)).toEqual([
+      'vm.yaml:2:17: images.remote.url: is not the URL of a local file (File URL host must be "localhost" or empty on linux), got "file://host/x.qcow2"',
+      'vm.yaml:3:17: images.broken.url: is not a valid URL, got "https://[x/y.qcow2"',
+      'vm.yaml:8:18: vms.a.image.url: is not the URL of a local file (URI malformed), got "file:///srv/images/%"',
+    ]);
+  });
 });
 
 describe('limits and claims between VMs', () => {

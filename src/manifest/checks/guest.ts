@@ -3,6 +3,7 @@
  * digest; an image needs a disk to be the overlay; user data qvm adds to must be a #cloud-config mapping; and
  * `ready: {ssh: true}` needs `ssh:`.
  */
+import { fileURLToPath } from 'node:url';
 import { isMap, LineCounter, parseDocument } from 'yaml';
 import type { Diagnostic } from '../../errors.js';
 import { formatFieldPath } from '../../model/field-path.js';
@@ -49,14 +50,36 @@ export const checkImage: VmCheck = (doc) => {
   return out;
 };
 
-/** An http(s) image without a digest could be anything the server sends. */
+/** An image URL that does not parse, and an http(s) image without a digest (anything the server sends). */
 function pinned(
   doc: VmDocument,
   source: { url: string; sha256?: string; sha512?: string },
   field: (string | number)[],
 ): Diagnostic[] {
+  const bad = urlProblem(source.url);
+  if (bad) return [doc.problem([...field, 'url'], bad)];
   const why = unpinned(source);
   return why ? [doc.problem(field, why)] : [];
+}
+
+/**
+ * Why an image URL cannot be used, or undefined. The schema checks only its outline: `file:///a/%` or
+ * `file://host/a` pass it, and Node refuses them (a file URL must be a local, well-encoded path).
+ */
+export function urlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `is not a valid URL, got ${JSON.stringify(url)}`;
+  }
+  if (parsed.protocol !== 'file:') return undefined;
+  try {
+    fileURLToPath(parsed);
+    return undefined;
+  } catch (error) {
+    return `is not the URL of a local file (${(error as Error).message}), got ${JSON.stringify(url)}`;
+  }
 }
 
 /** Why an http(s) image source is not pinned, or undefined when it is (or is not http). */
