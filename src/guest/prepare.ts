@@ -14,7 +14,7 @@ import type { Manifest, VmSpec } from '../manifest/types.js';
 import type { SshAccess } from '../model/access.js';
 import { ensurePrivateDir, type Namespace, seedDir, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { buildSeed, type SeedFiles, type SshProvision } from './cloud-init.js';
-import { ensureKeyPair, sshPort, writeKnownHosts } from './ssh.js';
+import { ensureKeyPair, type KeyPair, sshPort, writeKnownHosts } from './ssh.js';
 
 /** The manifest with each VM's SSH access and cloud-init seed prepared. */
 export async function prepareGuests(manifest: Manifest, namespace: Namespace): Promise<Manifest> {
@@ -26,42 +26,70 @@ export async function prepareGuests(manifest: Manifest, namespace: Namespace): P
 async function prepareVm(spec: VmSpec, namespace: Namespace): Promise<VmSpec> {
   if (!spec.ssh && !spec.cloudInit) return spec;
   const paths = vmPaths(namespace, spec.name);
-  let prepared = spec;
-  let provision: SshProvision | undefined;
+  let keys: GuestKeys | undefined;
   if (spec.ssh) {
     const userKey = ensureKeyPair(namespace.sshKey, `qvm@${namespace.id}`);
     const hostKey = ensureKeyPair(paths.sshHostKey, `qvm-${spec.name}`);
-    const alias = `qvm-${spec.name}`;
-    writeKnownHosts(paths.knownHosts, alias, hostKey.publicKey);
-    const port = await sshPort(paths.sshPort, spec.ssh.port);
+    writeKnownHosts(paths.knownHosts, sshAlias(spec.name), hostKey.publicKey);
+    keys = { port: await sshPort(paths.sshPort, spec.ssh.port), userPublicKey: userKey.publicKey, hostKey };
+  }
+  const { prepared, seed } = preparedGuest(spec, namespace, keys);
+  writeSeed(paths, seed);
+  return prepared;
+}
+
+/** What qvm made for a VM's SSH access: its loopback port, the user's public key and the VM's host key. */
+export interface GuestKeys {
+  port: number;
+  userPublicKey: string;
+  hostKey: KeyPair;
+}
+
+const sshAlias = (vm: string) => `qvm-${vm}`;
+
+/**
+ * The VM as it is planned once its keys and port are made (`keys`, for `ssh:`), and the seed it boots with.
+ * Pure: the property tests plan the very shape `apply` plans.
+ */
+export function preparedGuest(
+  spec: VmSpec,
+  namespace: Namespace,
+  keys: GuestKeys | undefined,
+): { prepared: VmSpec; seed: SeedFiles } {
+  const paths = vmPaths(namespace, spec.name);
+  let prepared = spec;
+  let provision: SshProvision | undefined;
+  if (spec.ssh && keys) {
     const access: SshAccess = {
       vm: spec.name,
       host: '127.0.0.1',
-      port,
+      port: keys.port,
       user: spec.ssh.user,
       identity: namespace.sshKey,
       knownHosts: paths.knownHosts,
-      hostKeyAlias: alias,
+      hostKeyAlias: sshAlias(spec.name),
     };
-    provision = { user: spec.ssh.user, authorizedKey: userKey.publicKey, hostKey };
+    provision = { user: spec.ssh.user, authorizedKey: keys.userPublicKey, hostKey: keys.hostKey };
     const sshForward = {
       proto: 'tcp' as const,
       hostAddress: '127.0.0.1',
-      hostPort: port,
+      hostPort: keys.port,
       guestAddress: '',
       guestPort: 22,
       index: -1,
     };
     prepared = {
       ...prepared,
-      ssh: { ...spec.ssh, port, access },
+      ssh: { ...spec.ssh, port: keys.port, access },
       forwards: [...spec.forwards, sshForward],
       ...(spec.ready?.kind === 'ssh' ? { ready: { ...spec.ready, access } } : {}),
     };
   }
   const seed = buildSeed(spec.name, spec.cloudInit, provision, spec.mounts);
-  writeSeed(paths, seed);
-  return { ...prepared, seed: { dir: seedDir(paths, seed.instanceId), instanceId: seed.instanceId } };
+  return {
+    prepared: { ...prepared, seed: { dir: seedDir(paths, seed.instanceId), instanceId: seed.instanceId } },
+    seed,
+  };
 }
 
 /** Writes a seed's folder once: built under a temporary name and renamed, so it is whole or absent. */

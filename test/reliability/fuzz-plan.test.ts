@@ -12,14 +12,18 @@
  * every change succeeds. Floors at the end: most VMs planned without a problem, every kind of change
  * produced, both --prune values exercised, every monitor command checked.
  */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { Effects } from '../../src/apply/effects.js';
 import { applyPlan } from '../../src/apply/executor.js';
 import { formatDiagnostic } from '../../src/errors.js';
+import { type GuestKeys, preparedGuest } from '../../src/guest/prepare.js';
 import { parseYaml } from '../../src/manifest/load.js';
-import type { VmSpec } from '../../src/manifest/types.js';
+import type { Manifest, VmSpec } from '../../src/manifest/types.js';
 import { checkManifest } from '../../src/manifest/validate.js';
 import { plan } from '../../src/plan/plan.js';
 import { planJson, renderPlan } from '../../src/plan/render.js';
@@ -81,6 +85,37 @@ function optionParts(option: string): string[] {
   return option.split(/(?<!,),(?!,)/).map((p) => p.replace(/,,/g, ','));
 }
 
+/**
+ * The folder the manifests are read from: the planner checks that share folders exist, so each run makes
+ * its VMs' share folders here (hostile names included, one level below the VM's folder: see the generator).
+ */
+const BASE = mkdtempSync(path.join(tmpdir(), 'qvm-fuzz-plan-'));
+
+/** Keys as `qvm apply` would have made them; the port the manifest's, else one qvm picked. */
+function keysFor(spec: VmSpec): GuestKeys {
+  return {
+    port: spec.ssh?.port ?? 2222,
+    userPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFuzzUserKeyOnlyForThePropertyTest qvm@test',
+    hostKey: {
+      privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----\nfuzz\n-----END OPENSSH PRIVATE KEY-----\n',
+      publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFuzzHostKeyOnlyForThePropertyTest qvm-vm',
+    },
+  };
+}
+
+/** The manifest as `apply` plans it: guests prepared (SSH access and forward, the seed), share folders made. */
+function prepared(m: Manifest): Manifest {
+  for (const spec of m.vms) for (const mount of spec.mounts) mkdirSync(mount.host, { recursive: true });
+  return {
+    ...m,
+    vms: m.vms.map((spec) =>
+      spec.ssh || spec.cloudInit
+        ? preparedGuest(spec, NS, spec.ssh ? keysFor(spec) : undefined).prepared
+        : spec,
+    ),
+  };
+}
+
 /** What the manifest says reaches the command line exactly as written, and nothing can add options. */
 function checkLaunch(launch: Launch, spec: VmSpec): void {
   const args = launch.args;
@@ -98,9 +133,50 @@ function checkLaunch(launch: Launch, spec: VmSpec): void {
     expect(optionParts(disk)).toEqual([
       `file=${spec.disk.path}`,
       `format=${spec.disk.format}`,
-      'if=virtio',
+      // With data disks every disk is if=none plus a -device, so the OS disk stays first (argv.ts).
+      spec.dataDisks.length ? 'if=none' : 'if=virtio',
       'id=disk0',
     ]);
+  }
+  spec.dataDisks.forEach((d, i) => {
+    const drive = drives.find((x) => x.endsWith(`,id=data${i}`))!;
+    expect(optionParts(drive)).toEqual([`file=${d.path}`, `format=${d.format}`, 'if=none', `id=data${i}`]);
+    expect(args).toContain(`virtio-blk-pci,drive=data${i},serial=${d.serial}`);
+    reached.guest.dataDisks++;
+  });
+  const shares = args.flatMap((a, i) => (a === '-fsdev' ? [args[i + 1]!] : []));
+  expect(shares).toHaveLength(spec.mounts.length);
+  spec.mounts.forEach((m, i) => {
+    expect(optionParts(shares[i]!)).toEqual([
+      'local',
+      `id=fs${i}`,
+      `path=${m.host}`,
+      'security_model=none',
+      ...(m.writable ? [] : ['readonly=on']),
+    ]);
+    reached.guest.mounts++;
+  });
+  if (spec.seed) {
+    const seed = drives.find((d) => d.endsWith(',id=seed0'))!;
+    expect(optionParts(seed)).toContain(`file.dir=${spec.seed.dir}`);
+    expect(optionParts(seed)).toContain('readonly=on');
+    reached.guest.seeds++;
+  }
+  if (spec.agent) {
+    expect(args).toContain('virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0');
+    reached.guest.agents++;
+  }
+  if (spec.display) {
+    const vnc = args[args.indexOf('-vnc') + 1]!;
+    if (spec.display.kind === 'vnc-tcp')
+      expect(vnc).toBe(`${spec.display.address}:${spec.display.port - 5900}`);
+    else expect(vnc).toMatch(/^unix:/);
+    reached.guest.displays++;
+  }
+  if (spec.ssh?.port !== undefined) {
+    const netdev = args[args.indexOf('-netdev') + 1]!;
+    expect(optionParts(netdev)).toContain(`hostfwd=tcp:127.0.0.1:${spec.ssh.port}-:22`);
+    reached.guest.sshForwards++;
   }
   if (spec.cdrom) {
     const cdrom = drives.find((d) => d.endsWith(',id=cdrom0'))!;
@@ -128,9 +204,16 @@ const reached = {
   monitorCommands: {} as Record<string, number>,
   monitorCommandsChecked: 0,
   launchesChecked: 0,
+  /** Guest devices checked on the command lines of starts and restarts. */
+  guest: { dataDisks: 0, mounts: 0, seeds: 0, agents: 0, displays: 0, sshForwards: 0, images: 0 },
 };
 
+// No shrinking: shrinking a generated manifest and world ran for minutes (see fuzz-validate.test.ts). A
+// failure prints the failing case whole.
+fc.configureGlobal({ endOnFailure: true });
+
 afterAll(() => {
+  rmSync(BASE, { recursive: true, force: true });
   const shown = { ...reached, otherProblems: reached.otherProblems.slice(0, 20) };
   console.log(`property test of plan and apply, ${RUNS} runs:\n${JSON.stringify(shown, null, 2)}`);
 });
@@ -154,9 +237,9 @@ describe('plan and apply on manifests valid by construction', () => {
         options,
         async (doc, situations, o) => {
           const text = stringify(doc);
-          const checked = checkManifest(parseYaml(text, 'qvm.yaml'), '/srv/vms');
+          const checked = checkManifest(parseYaml(text, 'qvm.yaml'), BASE);
           expect(checked.diagnostics.map(formatDiagnostic), text).toEqual([]);
-          const m = checked.manifest!;
+          const m = prepared(checked.manifest!);
           const w = world(m, situations, o.kvm);
           const gone = orphans(m, o.orphans);
           const obs = observation(w.observed, gone, o.kvm, w.portConflicts);
@@ -201,6 +284,7 @@ describe('plan and apply on manifests valid by construction', () => {
             if (change.action === 'start' || change.action === 'restart') {
               checkLaunch(change.launch, m.vms.find((v) => v.name === change.vm)!);
               reached.launchesChecked++;
+              if (change.fetchImage || change.createDisk?.image) reached.guest.images++;
             }
           }
           const orphanStops = p.changes.filter((c) => c.action === 'stop' && c.reason === 'not-in-manifest');
@@ -250,6 +334,8 @@ describe('plan and apply on manifests valid by construction', () => {
     for (const verb of ['hostfwd_add', 'hostfwd_remove', 'savevm', 'delvm', 'cont', 'info snapshots'])
       expect(reached.monitorCommands[verb] ?? 0, `${verb} commands sent and checked`).toBeGreaterThan(0);
     expect(reached.launchesChecked).toBeGreaterThan(0);
+    for (const [device, count] of Object.entries(reached.guest))
+      expect(count, `${device} on command lines checked`).toBeGreaterThan(0);
     for (const s of [
       'absent',
       'crashed',

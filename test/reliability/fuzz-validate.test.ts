@@ -39,6 +39,9 @@ const reached: Record<string, unknown> = {};
 // The yaml library warns (process.emitWarning) about every mapping used as a key, which noise produces by the
 // hundred; this test file's own worker does not print them, so the run stays readable.
 process.removeAllListeners('warning');
+// No shrinking: shrinking these generated manifests ran for over ten minutes with the event loop blocked, so
+// vitest's timeout never fired. A failure prints the failing case whole (every assertion shows its text).
+fc.configureGlobal({ endOnFailure: true });
 afterAll(() => {
   console.log(`property tests of the validator, ${RUNS} runs each:\n${JSON.stringify(reached, null, 2)}`);
 });
@@ -87,6 +90,13 @@ describe('valid by construction', () => {
       'args',
       'restart',
       'ready',
+      'image',
+      'cloudInit',
+      'ssh',
+      'agent',
+      'mounts',
+      'disks',
+      'display',
     ];
     for (const field of all) expect(fields.get(field) ?? 0, `VMs with ${field}`).toBeGreaterThan(vms / 100);
   });

@@ -13,10 +13,12 @@
  * `append` and `args`), because that is what must never leak into a monitor command or a QEMU option.
  */
 import fc from 'fast-check';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
-import type { Manifest, VmSpec } from '../../src/manifest/types.js';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, stringify } from 'yaml';
+import { imagePath } from '../../src/images/cache.js';
+import { imageDigest } from '../../src/images/source.js';
+import type { ImageSpec, Manifest, VmSpec } from '../../src/manifest/types.js';
 import { SAVED_STATE_TAG } from '../../src/model/names.js';
-import type { DiskState, ObservedVm, RunningVm } from '../../src/observe/types.js';
+import type { DiskState, ImageState, ObservedVm, RunningVm } from '../../src/observe/types.js';
 import { launchSpec } from '../../src/plan/launch.js';
 import { buildQemuArgs, QEMU_SYSTEM } from '../../src/qemu/argv.js';
 import type { ObservedForward } from '../../src/qemu/parse/usernet.js';
@@ -33,7 +35,7 @@ export const PROPERTY_TIMEOUT_MS = Math.max(60_000, RUNS * 40);
 const HOST_MEMORY_MIB = 64 * 1024;
 
 export type RawVm = Record<string, unknown>;
-export type RawManifest = { vms: Record<string, RawVm> };
+export type RawManifest = { images?: Record<string, RawVm>; vms: Record<string, RawVm> };
 
 // ---------------------------------------------------------------------------------------------------------
 // Values
@@ -116,6 +118,36 @@ const extraArgs = fc.oneof(
   ),
 );
 
+/** Hostile text for a file name: no '/', so a path built with it stays in its VM's folder. */
+const fileJunk = hostileText.filter((t) => !t.includes('/'));
+
+/** Digests in either case (the schema takes both). */
+const hex = (length: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${length}}$`));
+const anyCaseHex = (length: number) =>
+  fc.tuple(hex(length), fc.boolean()).map(([h, upper]) => (upper ? h.toUpperCase() : h));
+
+/** The tail of an image URL: anything but whitespace, quotes and commas included. */
+const urlTail = fc.stringMatching(/^[!-~]{1,24}$/);
+
+/**
+ * User data and network config qvm accepts: #cloud-config YAML mappings (hostile strings inside, which YAML
+ * quotes), or a script. Free text, several lines: the schema puts no line rule on them.
+ */
+const cloudConfig = fc
+  .record({
+    runcmd: fc.array(fc.tuple(fc.constant('echo'), fc.string({ maxLength: 12 })), { maxLength: 2 }),
+    note: hostileText,
+  })
+  .map((body) => `#cloud-config\n${stringify(body)}`);
+const userScript = hostileText.map((t) => `#!/bin/sh\necho ${JSON.stringify(t)}\n`);
+const networkConfig = fc.constantFrom(
+  'version: 2\nethernets:\n  eth0:\n    dhcp4: true\n',
+  'network:\n  version: 2\n  ethernets: {}\n',
+);
+
+/** A guest path for a share: what the schema allows (no spaces or quotes: it goes into the guest's fstab). */
+const guestMountPath = fc.stringMatching(/^\/[A-Za-z0-9._/@+-]{0,20}$/);
+
 // ---------------------------------------------------------------------------------------------------------
 // One VM, before the manifest-wide rules (ports, disk paths, sockets) are applied
 
@@ -148,7 +180,28 @@ interface VmShape {
   adopted: boolean;
   args: string[][];
   restart: 'always' | 'on-failure' | 'never' | undefined;
-  ready: { kind: 'tcp' | 'http'; path?: string; status?: number; timeout?: string | number } | undefined;
+  ready:
+    | { kind: 'tcp' | 'http' | 'ssh' | 'agent'; path?: string; status?: number; timeout?: string | number }
+    | undefined;
+  /** The guest side (none of it on an adopted VM, which qvm neither starts nor equips). */
+  image: 'none' | 'catalog' | 'path' | 'sha256' | 'sha512' | 'file-url';
+  imageUrl: string;
+  imageDigest: { sha256: string; sha512: string };
+  cloudInit:
+    | {
+        userData: 'cloud-config' | 'script' | undefined;
+        text: string;
+        script: string;
+        network: string | undefined;
+      }
+    | undefined;
+  ssh: { user: string; port: boolean } | undefined;
+  agent: boolean | undefined;
+  mounts: { guest: string; writable: boolean | undefined }[];
+  fileJunk: string;
+  disks: { size: string | undefined; format: 'qcow2' | 'raw' | undefined; serial: boolean }[];
+  display: 'none' | 'vnc' | 'tcp';
+  displayAddress: string | undefined;
 }
 
 const opt = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
@@ -185,15 +238,55 @@ const vmShape: fc.Arbitrary<VmShape> = fc.record({
   restart: fc.constantFrom(undefined, 'always', 'on-failure', 'never'),
   ready: opt(
     fc.record({
-      kind: fc.constantFrom('tcp', 'http'),
+      kind: fc.constantFrom('tcp', 'http', 'tcp', 'http', 'ssh', 'agent'),
       path: opt(fc.stringMatching(/^\/[!-~]{0,20}$/)),
       status: opt(fc.integer({ min: 100, max: 599 })),
       timeout: opt(duration),
     }),
   ),
+  image: fc.constantFrom('none', 'none', 'none', 'catalog', 'path', 'sha256', 'sha512', 'file-url'),
+  imageUrl: urlTail,
+  imageDigest: fc.record({ sha256: anyCaseHex(64), sha512: anyCaseHex(128) }),
+  cloudInit: opt(
+    fc.record({
+      userData: fc.constantFrom(undefined, 'cloud-config', 'cloud-config', 'script'),
+      text: cloudConfig,
+      script: userScript,
+      network: opt(networkConfig),
+    }),
+  ),
+  ssh: opt(fc.record({ user: fc.stringMatching(/^[a-z_][a-z0-9_-]{0,31}$/), port: fc.boolean() })),
+  agent: fc.constantFrom(undefined, true, false),
+  mounts: fc.uniqueArray(
+    fc.record({ guest: guestMountPath, writable: fc.constantFrom(undefined, true, false) }),
+    {
+      maxLength: 2,
+      selector: (m) => m.guest,
+    },
+  ),
+  fileJunk,
+  disks: fc.array(
+    fc.record({
+      size: opt(diskSize),
+      format: fc.constantFrom(undefined, 'qcow2', 'raw'),
+      serial: fc.boolean(),
+    }),
+    { maxLength: 2 },
+  ),
+  display: fc.constantFrom('none', 'none', 'vnc', 'tcp'),
+  displayAddress: hostAddress,
 }) as fc.Arbitrary<VmShape>;
 
-/** The manifest-wide resources a VM is given: its host ports (distinct across the manifest). */
+/** The host ports each VM is given, distinct across the manifest: four forwards, SSH, VNC. */
+const PORTS_PER_VM = 6;
+
+/** The image catalogue entry a VM with `image: catalog` names (`images:` at the top of the manifest). */
+const CATALOG_IMAGE = 'debian-12';
+
+/**
+ * One VM from its shape and the manifest-wide resources it is given: its host ports (distinct across the
+ * manifest; the last is at least 5900, for VNC).
+ */
 function buildVm(name: string, shape: VmShape, ports: number[]): RawVm {
   const vm: RawVm = {};
   const adopted = shape.adopted;
@@ -242,24 +335,102 @@ function buildVm(name: string, shape: VmShape, ports: number[]): RawVm {
   const args = shape.args.flat();
   if (args.length > 0) vm.args = args;
   if (shape.restart !== undefined) vm.restart = shape.restart;
+  if (!adopted) addGuest(vm, name, shape, ports);
   const tcp = shape.forwards.findIndex((f) => f.proto !== 'udp');
   if (shape.ready && tcp >= 0) {
     const readyPort = ports[tcp]!;
     const r = shape.ready;
     vm.ready = {
-      ...(r.kind === 'tcp'
+      ...(r.kind === 'tcp' || (r.kind === 'ssh' && !vm.ssh) || (r.kind === 'agent' && vm.agent !== true)
         ? { tcp: readyPort }
-        : {
-            http: {
-              port: readyPort,
-              ...(r.path !== undefined ? { path: r.path } : {}),
-              ...(r.status !== undefined ? { status: r.status } : {}),
-            },
-          }),
+        : r.kind === 'ssh'
+          ? { ssh: true }
+          : r.kind === 'agent'
+            ? { agent: true }
+            : {
+                http: {
+                  port: readyPort,
+                  ...(r.path !== undefined ? { path: r.path } : {}),
+                  ...(r.status !== undefined ? { status: r.status } : {}),
+                },
+              }),
       ...(r.timeout !== undefined ? { timeout: r.timeout } : {}),
+    };
+  } else if (
+    shape.ready &&
+    ((shape.ready.kind === 'ssh' && vm.ssh) || (shape.ready.kind === 'agent' && vm.agent === true))
+  ) {
+    // ssh and agent probes need no forward of the VM.
+    vm.ready = {
+      [shape.ready.kind]: true,
+      ...(shape.ready.timeout !== undefined ? { timeout: shape.ready.timeout } : {}),
     };
   }
   return vm;
+}
+
+/**
+ * The guest side of a VM qvm starts (`adopted` VMs get none of it): an image when the disk can be its overlay,
+ * cloud-init, SSH, the agent, shares, data disks and a display, each within the rules of checks/guest.ts and
+ * checks/devices.ts.
+ */
+function addGuest(vm: RawVm, name: string, shape: VmShape, ports: number[]): void {
+  // The disk is made as a qcow2 overlay of the image: a qcow2 disk of the VM's own, with no backing file.
+  if (shape.image !== 'none' && (shape.disk === 'string' || shape.disk === 'qcow2')) {
+    if (typeof vm.disk === 'object') {
+      delete (vm.disk as RawVm).backing;
+      delete (vm.disk as RawVm).backingFormat;
+    }
+    const url = `https://example.org/${shape.imageUrl}`;
+    vm.image =
+      shape.image === 'catalog'
+        ? CATALOG_IMAGE
+        : shape.image === 'path'
+          ? `images/${shape.fileJunk}base.qcow2`
+          : shape.image === 'sha256'
+            ? { url, sha256: shape.imageDigest.sha256 }
+            : shape.image === 'sha512'
+              ? { url, sha512: shape.imageDigest.sha512 }
+              : // Percent-encoded: a file URL must decode to a path (`%` alone does not).
+                { url: `file:///srv/images/${encodeURI(shape.imageUrl)}` };
+  }
+  if (shape.ssh) vm.ssh = { user: shape.ssh.user, ...(shape.ssh.port ? { port: ports[4]! } : {}) };
+  if (shape.cloudInit) {
+    const ci = shape.cloudInit;
+    // A script cannot carry the user and keys qvm adds for `ssh:`.
+    const userData =
+      ci.userData === 'script' && !shape.ssh ? ci.script : ci.userData !== undefined ? ci.text : undefined;
+    vm.cloudInit = {
+      ...(userData !== undefined ? { userData } : {}),
+      ...(ci.network !== undefined ? { networkConfig: ci.network } : {}),
+    };
+  }
+  const saves = vm.snapshot !== undefined || vm.state === 'saved';
+  // QEMU cannot save a VM while a share is mounted: with snapshots, shares need the agent to unmount them.
+  const agent = shape.agent === true || (saves && shape.mounts.length > 0) ? true : shape.agent;
+  if (agent !== undefined) vm.agent = agent;
+  if (shape.mounts.length > 0) {
+    vm.mounts = shape.mounts.map((m, i) => ({
+      host: `mounts/${name}/${shape.fileJunk}${i}`,
+      guest: m.guest,
+      ...(m.writable !== undefined ? { writable: m.writable } : {}),
+    }));
+  }
+  if (shape.disks.length > 0) {
+    // Each in the VM's folder under its own index, so paths and default serials never repeat.
+    vm.disks = shape.disks.map((d, i) => ({
+      path: `disks/${name}/data${i}-${shape.fileJunk}.qcow2`,
+      ...(d.size !== undefined ? { size: d.size } : {}),
+      // QEMU saves snapshots into every writable disk: a raw one cannot hold them.
+      ...(d.format !== undefined && !(saves && d.format === 'raw') ? { format: d.format } : {}),
+      ...(d.serial ? { serial: `s${i}-${name.slice(0, 12)}` } : {}),
+    }));
+  }
+  if (shape.display === 'vnc') vm.display = 'vnc';
+  if (shape.display === 'tcp')
+    vm.display = {
+      vnc: { port: ports[5]!, ...(shape.displayAddress ? { address: shape.displayAddress } : {}) },
+    };
 }
 
 /** A manifest of 1 to 4 VMs, valid by construction. */
@@ -269,15 +440,41 @@ export const validManifest: fc.Arbitrary<RawManifest> = fc
     fc.tuple(
       fc.constant(names),
       fc.array(vmShape, { minLength: names.length, maxLength: names.length }),
-      // Every host port of the manifest distinct: no two forwards can collide, whatever their addresses.
-      fc.uniqueArray(port, { minLength: 4 * names.length, maxLength: 4 * names.length }),
+      // Every host port of the manifest distinct (forwards, SSH, VNC): none can collide, whatever the addresses.
+      fc.uniqueArray(port, {
+        minLength: PORTS_PER_VM * names.length,
+        maxLength: PORTS_PER_VM * names.length,
+      }),
+      anyCaseHex(64),
     ),
   )
-  .map(([names, shapes, ports]) => ({
-    vms: Object.fromEntries(
-      names.map((name, i) => [name, buildVm(name, shapes[i]!, ports.slice(4 * i, 4 * i + 4))]),
-    ),
-  }));
+  .map(([names, shapes, ports, digest]) => {
+    const vms = Object.fromEntries(
+      names.map((name, i) => {
+        const own = ports.slice(PORTS_PER_VM * i, PORTS_PER_VM * (i + 1));
+        own[PORTS_PER_VM - 1] = vncPort(own[PORTS_PER_VM - 1]!, ports);
+        return [name, buildVm(name, shapes[i]!, own)];
+      }),
+    );
+    const catalog = Object.values(vms).some((vm) => vm.image === CATALOG_IMAGE);
+    return {
+      ...(catalog
+        ? {
+            images: { [CATALOG_IMAGE]: { url: 'https://cloud.example.org/debian-12.qcow2', sha256: digest } },
+          }
+        : {}),
+      vms,
+    };
+  });
+
+/** A VNC port (5900 and up) for PORT, distinct from every port of the manifest. */
+function vncPort(port: number, taken: number[]): number {
+  if (port >= 5900) return port;
+  let candidate = 5900 + (port % 1000);
+  while (taken.includes(candidate)) candidate++;
+  taken.push(candidate);
+  return candidate;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // The observed world for a validated manifest
@@ -331,7 +528,10 @@ export interface World {
 
 const MIB = 2 ** 20;
 
-/** The disk a VM that has existed has: its declared size (or 64M), holding `snapshots`. */
+/**
+ * The disk a VM that has existed has: its declared size (or 64M), holding `snapshots`; with `image:`, the
+ * overlay of that image (its backing file).
+ */
 function existingDisk(spec: VmSpec, snapshots: string[], extra: Partial<DiskState> = {}): DiskState {
   return {
     path: spec.disk!.path,
@@ -340,7 +540,41 @@ function existingDisk(spec: VmSpec, snapshots: string[], extra: Partial<DiskStat
     virtualSizeBytes: spec.disk!.sizeBytes ?? 64 * MIB,
     snapshots,
     identity: { dev: 1, ino: 2 },
+    ...(spec.image ? { backingFile: imageFile(spec.image) } : {}),
     ...extra,
+  };
+}
+
+/** Where an image is on the host: a local file where it is, a download in qvm's cache. */
+function imageFile(image: ImageSpec): string {
+  return image.kind === 'path' ? image.path : imagePath(imageDigest(image));
+}
+
+/** What qvm knows of the image of a VM whose disk is still to be made: readable, cached or not (by name). */
+function imageState(spec: VmSpec): ImageState | undefined {
+  if (!spec.image) return undefined;
+  if (spec.image.kind === 'path') return { kind: 'path', format: 'qcow2' };
+  return spec.name.length % 2 === 0
+    ? { kind: 'url', cached: { path: imageFile(spec.image), format: 'qcow2', sizeBytes: 2 * MIB } }
+    : { kind: 'url', remoteSizeBytes: 2 * MIB };
+}
+
+/** The data disks of a VM: there (holding the snapshots its OS disk holds), or to be made when sized. */
+function dataDisks(spec: VmSpec, snapshots: string[], fresh: boolean): { dataDisks?: DiskState[] } {
+  if (spec.dataDisks.length === 0) return {};
+  return {
+    dataDisks: spec.dataDisks.map((d, i) =>
+      fresh && d.sizeBytes !== undefined
+        ? { path: d.path, format: d.format, exists: false }
+        : {
+            path: d.path,
+            exists: true,
+            format: d.format,
+            virtualSizeBytes: d.sizeBytes ?? 64 * MIB,
+            snapshots: d.format === 'qcow2' ? snapshots : [],
+            identity: { dev: 1, ino: 10 + i },
+          },
+    ),
   };
 }
 
@@ -381,6 +615,7 @@ export function runningAs(spec: VmSpec, kvm: boolean, extra: Partial<RunningVm> 
     forwards,
     snapshots: bootSnapshots(spec),
     ...(spec.disk ? { disk: existingDisk(spec, bootSnapshots(spec)) } : {}),
+    ...dataDisks(spec, bootSnapshots(spec), false),
     ...extra,
   };
 }
@@ -416,13 +651,26 @@ function observe(spec: VmSpec, wanted: Situation, kvm: boolean): { vm: ObservedV
   const fresh =
     spec.disk === undefined
       ? undefined
-      : (spec.disk.sizeBytes !== undefined || spec.disk.backing) && (spec.snapshot === undefined || warm)
+      : (spec.disk.sizeBytes !== undefined || spec.disk.backing || spec.image) &&
+          (spec.snapshot === undefined || warm)
         ? ({ path: spec.disk.path, format: spec.disk.format, exists: false } satisfies DiskState)
         : existingDisk(spec, bootSnapshots(spec));
   switch (as) {
     case 'absent':
-    case 'port-taken':
-      return { vm: { name, adopted: false, state: 'stopped', ...(fresh ? { disk: fresh } : {}) }, as };
+    case 'port-taken': {
+      const made = fresh?.exists === false;
+      return {
+        vm: {
+          name,
+          adopted: false,
+          state: 'stopped',
+          ...(fresh ? { disk: fresh } : {}),
+          ...dataDisks(spec, fresh?.snapshots ?? [], made),
+          ...(made && spec.image ? { image: imageState(spec)! } : {}),
+        },
+        as,
+      };
+    }
     case 'crashed':
       return {
         vm: {
@@ -431,6 +679,7 @@ function observe(spec: VmSpec, wanted: Situation, kvm: boolean): { vm: ObservedV
           state: 'stopped',
           stale: 'process 4242 has exited; its pidfile is stale',
           ...(spec.disk ? { disk: existingDisk(spec, bootSnapshots(spec)) } : {}),
+          ...dataDisks(spec, bootSnapshots(spec), false),
         },
         as,
       };
@@ -478,7 +727,11 @@ function observe(spec: VmSpec, wanted: Situation, kvm: boolean): { vm: ObservedV
     case 'stray-tag': {
       const tags = [...bootSnapshots(spec), SAVED_STATE_TAG];
       return {
-        vm: runningAs(spec, kvm, { snapshots: tags, disk: existingDisk(spec, tags) }),
+        vm: runningAs(spec, kvm, {
+          snapshots: tags,
+          disk: existingDisk(spec, tags),
+          ...dataDisks(spec, tags, false),
+        }),
         as,
       };
     }
@@ -492,6 +745,7 @@ function observe(spec: VmSpec, wanted: Situation, kvm: boolean): { vm: ObservedV
           adopted: false,
           state: 'stopped',
           disk: existingDisk(spec, tags),
+          ...dataDisks(spec, tags, false),
           ...(as === 'hibernated'
             ? {
                 savedState: {
@@ -641,6 +895,293 @@ function unusedPort(doc: RawManifest): number {
   for (let p = 40_000; ; p++) if (!text.includes(String(p))) return p;
 }
 
+/** Makes VM one qvm starts itself (adopted VMs are generated without anything that forbids this). */
+function started(vm: RawVm): void {
+  delete vm.monitor;
+}
+
+/** Makes VM an adopted one: reached through `monitor:`, with nothing an adopted VM cannot have. */
+function adopted(name: string, vm: RawVm): void {
+  for (const field of ['snapshot', 'image', 'cloudInit', 'ssh', 'agent', 'mounts', 'disks', 'display'])
+    delete vm[field];
+  if (vm.state === 'saved') delete vm.state;
+  const ready = vm.ready as RawVm | undefined;
+  if (ready?.ssh !== undefined || ready?.agent !== undefined) delete vm.ready;
+  vm.monitor = `/run/adopted/${name}.sock`;
+}
+
+/** Whether VM saves snapshots into its disks (`snapshot:` or `state: saved`). */
+const saves = (vm: RawVm) => vm.snapshot !== undefined || vm.state === 'saved';
+
+/** Makes VM's devices fit snapshots: the agent for its shares, qcow2 data disks. */
+function fitForSaves(vm: RawVm): void {
+  if (vm.mounts) vm.agent = true;
+  for (const disk of (vm.disks as RawVm[] | undefined) ?? []) delete disk.format;
+}
+
+/** The mutations of the guest side: images, cloud-init, SSH, the agent, shares, data disks, the display. */
+const GUEST_MUTATIONS: Mutation[] = [
+  {
+    name: 'an http image without a digest',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      vm.image = { url: 'https://example.org/base.qcow2' };
+      return { doc, field: ['vms', name, 'image'], says: 'needs sha256 or sha512' };
+    },
+  },
+  {
+    name: 'a file URL on another host',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      vm.image = { url: nth(['file://host/base.qcow2', 'file:///images/%zz.qcow2'], pick) };
+      return { doc, field: ['vms', name, 'image', 'url'], says: 'is not the URL of a local file' };
+    },
+  },
+  {
+    name: 'a digest that is not hex',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      vm.image = { url: 'https://example.org/base.qcow2', sha256: 'z'.repeat(64) };
+      return { doc, field: ['vms', name, 'image', 'sha256'], says: 'must be 64 hex digits' };
+    },
+  },
+  {
+    name: 'an image without a disk',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      delete vm.disk;
+      delete vm.snapshot;
+      if (vm.state === 'saved') delete vm.state;
+      vm.image = 'images/base.qcow2';
+      return { doc, field: ['vms', name, 'image'], says: 'needs `disk`' };
+    },
+  },
+  {
+    name: 'an image over a backing file',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      (vm.disk as RawVm).backing = 'images/other.qcow2';
+      vm.image = 'images/base.qcow2';
+      return { doc, field: ['vms', name, 'disk', 'backing'], says: 'cannot be used with `image`' };
+    },
+  },
+  {
+    name: 'an image name that images: does not have',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      vm.image = 'ubuntu-24';
+      return { doc, field: ['vms', name, 'image'], says: 'names no image of `images:`' };
+    },
+  },
+  ...(['ssh', 'cloudInit', 'agent'] as const).map(
+    (field): Mutation => ({
+      name: `${field} on an adopted VM`,
+      apply(d, pick) {
+        const doc = clone(d);
+        const { name, vm } = oneVm(doc, pick);
+        adopted(name, vm);
+        vm[field] = { ssh: { user: 'dev' }, cloudInit: { userData: '#cloud-config\n{}\n' }, agent: true }[
+          field
+        ];
+        return { doc, field: ['vms', name, field], says: 'cannot be used with `monitor`' };
+      },
+    }),
+  ),
+  {
+    name: 'ready over ssh without ssh',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      delete vm.ssh;
+      vm.ready = { ssh: true };
+      return { doc, field: ['vms', name, 'ready', 'ssh'], says: 'needs `ssh:`' };
+    },
+  },
+  {
+    name: 'ready through the agent without it',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      delete vm.agent;
+      if (saves(vm)) delete vm.mounts;
+      vm.ready = { agent: true };
+      return { doc, field: ['vms', name, 'ready', 'agent'], says: 'needs `agent: true`' };
+    },
+  },
+  {
+    name: 'user data that is neither cloud-config nor a script',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.cloudInit = { userData: nth(['hello', 'cloud-config:\n  a: 1\n', ''], pick) };
+      return { doc, field: ['vms', name, 'cloudInit', 'userData'], says: 'must start with #cloud-config' };
+    },
+  },
+  {
+    name: 'user data that is not YAML',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.cloudInit = { userData: '#cloud-config\nruncmd: [\n' };
+      return { doc, field: ['vms', name, 'cloudInit', 'userData'], says: 'is not valid YAML' };
+    },
+  },
+  {
+    name: 'a script as user data beside ssh',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.ssh = { user: 'dev' };
+      vm.cloudInit = { userData: '#!/bin/sh\ntrue\n' };
+      return { doc, field: ['vms', name, 'cloudInit', 'userData'], says: 'must be #cloud-config for `ssh:`' };
+    },
+  },
+  {
+    name: 'network config that is not a mapping',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.cloudInit = { networkConfig: nth(['- eth0\n', 'version 2\n'], pick) };
+      return { doc, field: ['vms', name, 'cloudInit', 'networkConfig'], says: 'must be a YAML mapping' };
+    },
+  },
+  {
+    name: 'shares with snapshots and no agent',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      vm.snapshot = 'warm';
+      delete vm.agent;
+      delete vm.disks;
+      if ((vm.ready as RawVm | undefined)?.agent !== undefined) delete vm.ready;
+      vm.mounts = [{ host: 'src', guest: '/src' }];
+      return { doc, field: ['vms', name, 'snapshot'], says: 'with `mounts` needs `agent: true`' };
+    },
+  },
+  {
+    name: 'two shares at one guest path',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.agent = true;
+      vm.mounts = [
+        { host: 'a', guest: '/x' },
+        { host: 'b', guest: '/x', writable: true },
+      ];
+      return { doc, field: ['vms', name, 'mounts', 1, 'guest'], says: 'is also where mounts[0] is mounted' };
+    },
+  },
+  {
+    name: 'a share at a relative guest path',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.agent = true;
+      vm.mounts = [{ host: 'src', guest: nth(['src', '/a b', '/x;reboot'], pick) }];
+      return { doc, field: ['vms', name, 'mounts', 0, 'guest'], says: 'must be an absolute guest path' };
+    },
+  },
+  {
+    name: 'two data disks with one serial',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.disks = [
+        { path: `disks/${name}/serial-a.qcow2`, serial: 'same' },
+        { path: `disks/${name}/serial-b.qcow2`, serial: 'same' },
+      ];
+      return { doc, field: ['vms', name, 'disks', 1], says: 'has the serial "same" of disks[0]' };
+    },
+  },
+  {
+    name: 'a raw data disk with snapshots',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      startedWithQcow2(name, vm);
+      vm.snapshot = 'warm';
+      if (vm.mounts) vm.agent = true;
+      vm.disks = [{ path: `disks/${name}/data.img`, format: 'raw' }];
+      return { doc, field: ['vms', name, 'disks', 0, 'format'], says: 'must be qcow2 with `snapshot`' };
+    },
+  },
+  {
+    name: "an SSH port that is a forward's port",
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      const port = unusedPort(doc);
+      if (String((vm.cloudInit as RawVm | undefined)?.userData ?? '').startsWith('#!')) delete vm.cloudInit;
+      vm.forwards = [...((vm.forwards as unknown[]) ?? []), `tcp::${port}-:80`];
+      vm.ssh = { user: 'dev', port };
+      return { doc, field: ['vms', name, 'ssh', 'port'], says: 'claims the same host port as' };
+    },
+  },
+  {
+    name: 'one VNC port in two VMs',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { first, second } = withTwoVms(doc, pick);
+      const port = unusedPort(doc);
+      started(doc.vms[first]!);
+      started(doc.vms[second]!);
+      doc.vms[first]!.display = { vnc: { port } };
+      doc.vms[second]!.display = { vnc: { port, address: '0.0.0.0' } };
+      return {
+        doc,
+        field: ['vms', second, 'display', 'vnc', 'port'],
+        says: 'claims the same host port as',
+      };
+    },
+  },
+  {
+    name: 'a VNC port below 5900',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      vm.display = { vnc: { port: nth([5899, 22, 1], pick) } };
+      return {
+        doc,
+        field: ['vms', name, 'display', 'vnc', 'port'],
+        says: 'must be an integer from 5900 to 65535',
+      };
+    },
+  },
+  {
+    name: 'an SSH user that is not a user name',
+    apply(d, pick) {
+      const doc = clone(d);
+      const { name, vm } = oneVm(doc, pick);
+      started(vm);
+      if (String((vm.cloudInit as RawVm | undefined)?.userData ?? '').startsWith('#!')) delete vm.cloudInit;
+      vm.ssh = { user: nth(['Root', 'dev;reboot', '-x', 'a'.repeat(33)], pick) };
+      return { doc, field: ['vms', name, 'ssh', 'user'], says: 'must be a user name' };
+    },
+  },
+];
+
 export const MUTATIONS: Mutation[] = [
   {
     name: 'initrd without kernel',
@@ -670,6 +1211,8 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       delete vm.disk;
+      delete vm.image;
+      fitForSaves(vm);
       delete vm.monitor;
       if (vm.state === 'saved') delete vm.state;
       vm.snapshot = 'ready';
@@ -682,6 +1225,8 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       delete vm.disk;
+      delete vm.image;
+      fitForSaves(vm);
       delete vm.monitor;
       delete vm.snapshot;
       vm.state = 'saved';
@@ -694,6 +1239,8 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       delete vm.monitor;
+      delete vm.image;
+      fitForSaves(vm);
       if (vm.state === 'saved') delete vm.state;
       vm.disk = { path: `disks/${name}/raw.img`, format: 'raw' };
       vm.snapshot = 'ready';
@@ -706,6 +1253,8 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       delete vm.monitor;
+      delete vm.image;
+      fitForSaves(vm);
       delete vm.snapshot;
       vm.disk = { path: `disks/${name}/raw.img`, format: 'raw' };
       vm.state = 'saved';
@@ -718,6 +1267,7 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       delete vm.snapshot;
+      delete vm.image;
       if (vm.state === 'saved') delete vm.state;
       vm.disk = { path: `disks/${name}/raw.img`, format: 'raw', backing: 'base.img' };
       return { doc, field: ['vms', name, 'disk', 'backing'], says: 'needs format qcow2' };
@@ -729,8 +1279,7 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       startedWithQcow2(name, vm);
-      if (vm.state === 'saved') delete vm.state;
-      vm.monitor = `/run/adopted/${name}.sock`;
+      adopted(name, vm);
       vm.snapshot = 'ready';
       return { doc, field: ['vms', name, 'snapshot'], says: 'cannot be used with `monitor`' };
     },
@@ -741,8 +1290,7 @@ export const MUTATIONS: Mutation[] = [
       const doc = clone(d);
       const { name, vm } = oneVm(doc, pick);
       startedWithQcow2(name, vm);
-      delete vm.snapshot;
-      vm.monitor = `/run/adopted/${name}.sock`;
+      adopted(name, vm);
       vm.state = 'saved';
       return { doc, field: ['vms', name, 'state'], says: 'cannot be used with `monitor`' };
     },
@@ -839,8 +1387,7 @@ export const MUTATIONS: Mutation[] = [
       const { first, second } = withTwoVms(doc, pick);
       for (const name of [first, second]) {
         const vm = doc.vms[name]!;
-        delete vm.snapshot;
-        if (vm.state === 'saved') delete vm.state;
+        adopted(name, vm);
         vm.monitor = '/run/adopted/shared.sock';
       }
       return { doc, field: ['vms', second, 'monitor'], says: 'is also the monitor of VM' };
@@ -952,6 +1499,7 @@ export const MUTATIONS: Mutation[] = [
       const { name, vm } = oneVm(doc, pick);
       startedWithQcow2(name, vm);
       vm.snapshot = 'ready';
+      fitForSaves(vm);
       if (vm.state === 'saved') delete vm.state;
       vm.args = ['-drive', 'if=pflash,file=vars.fd,format=raw'];
       return { doc, field: ['vms', name, 'args', 1], says: 'is a writable raw drive' };
@@ -1074,6 +1622,7 @@ export const MUTATIONS: Mutation[] = [
       return { doc, field: ['vms', name, 'nic'], says: 'must be a NIC model name' };
     },
   },
+  ...GUEST_MUTATIONS,
 ];
 
 // ---------------------------------------------------------------------------------------------------------
