@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { buildSeed, type GuestMount, mergeUserData, type ShareType } from '../guest/cloud-init.js';
-import type { DataDiskSpec, ForwardSpec, VmSpec } from '../manifest/types.js';
+import { type DataDiskSpec, type ForwardSpec, SSH_FORWARD_INDEX, type VmSpec } from '../manifest/types.js';
 import type { HostForward } from '../model/forward.js';
 import type { ExportOptions, ExportWarning } from './types.js';
 
@@ -142,7 +142,7 @@ export interface ExportForward extends Omit<HostForward, 'hostPort'> {
 /** The VM's forwards, with the ssh forward qvm would add (loopback, to the guest's port 22). */
 export function exportForwards(spec: VmSpec): ExportForward[] {
   const own: ExportForward[] = spec.forwards
-    .filter((f: ForwardSpec) => f.index >= 0)
+    .filter((f: ForwardSpec) => f.index !== SSH_FORWARD_INDEX)
     .map((f) => ({ ...f, field: `forwards[${f.index}]` }));
   if (!spec.ssh) return own;
   return [
@@ -154,7 +154,7 @@ export function exportForwards(spec: VmSpec): ExportForward[] {
       guestAddress: '',
       guestPort: 22,
       field: 'ssh',
-      index: -1,
+      index: SSH_FORWARD_INDEX,
     },
   ];
 }

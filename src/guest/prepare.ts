@@ -10,7 +10,7 @@
  */
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Manifest, VmSpec } from '../manifest/types.js';
+import { type Manifest, SSH_FORWARD_INDEX, type VmSpec } from '../manifest/types.js';
 import type { SshAccess } from '../model/access.js';
 import { ensurePrivateDir, type Namespace, seedDir, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { buildSeed, type SeedFiles, type SshProvision } from './cloud-init.js';
@@ -76,7 +76,7 @@ export function preparedGuest(
       hostPort: keys.port,
       guestAddress: '',
       guestPort: 22,
-      index: -1,
+      index: SSH_FORWARD_INDEX,
     };
     prepared = {
       ...prepared,

@@ -155,8 +155,16 @@ export type DisplaySpec = { kind: 'vnc-socket' } | { kind: 'vnc-tcp'; address: s
 
 /** A forward and where the manifest declared it, so plan errors about it can be located. */
 export interface ForwardSpec extends HostForward {
-  /** Index in the VM's `forwards` list; -1 for the forward qvm adds for `ssh:`. */
+  /** Index in the VM's `forwards` list; SSH_FORWARD_INDEX for the forward qvm adds for `ssh:`. */
   index: number;
+}
+
+/** The `index` of the forward qvm adds for `ssh:` (declared by `ssh.port`, not in `forwards`). */
+export const SSH_FORWARD_INDEX = -1;
+
+/** The field of a VM that declares a forward: its item of `forwards`, or `ssh.port` for the SSH forward. */
+export function forwardField(forward: Pick<ForwardSpec, 'index'>): (string | number)[] {
+  return forward.index === SSH_FORWARD_INDEX ? ['ssh', 'port'] : ['forwards', forward.index];
 }
 
 export interface VmSpec {

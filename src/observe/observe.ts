@@ -123,8 +123,9 @@ function markElsewhere(vms: ObservedVm[], namespace: Namespace, root: string): v
 }
 
 /**
- * Checks the host ports of forwards that are wanted but not yet set up on their VM. A port held by one of this
- * manifest's own VMs is not a conflict (a forward moving between two of them); anything else is.
+ * Checks the host ports of forwards that are wanted but not yet set up on their VM, and the VNC port of a VM
+ * that is to start. A port held by one of this manifest's own VMs is not a conflict (a forward moving between
+ * two of them); anything else is.
  */
 async function findPortConflicts(
   manifest: Manifest,
@@ -136,17 +137,22 @@ async function findPortConflicts(
     if (spec.state !== 'running') continue;
     const vm = observed.get(spec.name);
     if (vm?.state === 'unknown') continue;
-    const have = vm?.state === 'running' && vm.runstate !== 'shutdown' ? vm.forwards : [];
-    for (const forward of spec.forwards) {
-      if (have.some((h) => sameForward(h, forward))) continue;
+    const up = vm?.state === 'running' && vm.runstate !== 'shutdown';
+    const have = up ? vm.forwards : [];
+    const check = (index: PortConflict['index'], proto: 'tcp' | 'udp', address: string, port: number) =>
       checks.push(
-        checkPort(forward.proto, forward.hostAddress, forward.hostPort).then((result) => {
+        checkPort(proto, address, port).then((result) => {
           if (result.free) return undefined;
           if (result.vm && result.vm.namespaceDir === namespace.dir) return undefined;
-          return { vm: spec.name, index: forward.index, holder: result.holder };
+          return { vm: spec.name, index, holder: result.holder };
         }),
       );
+    for (const forward of spec.forwards) {
+      if (have.some((h) => sameForward(h, forward))) continue;
+      check(forward.index, forward.proto, forward.hostAddress, forward.hostPort);
     }
+    // A running VM's QEMU holds its own VNC port; one that is to start needs it free.
+    if (!up && spec.display?.kind === 'vnc-tcp') check('vnc', 'tcp', spec.display.address, spec.display.port);
   }
   return (await Promise.all(checks)).filter((c): c is PortConflict => c !== undefined);
 }

@@ -114,8 +114,8 @@ export interface HostFacts {
 /** A forward the manifest wants whose host port something else holds. */
 export interface PortConflict {
   vm: string;
-  /** Index in the VM's `forwards`. */
-  index: number;
+  /** The forward's index in the VM's `forwards` (SSH_FORWARD_INDEX for its SSH forward), or its VNC server. */
+  index: number | 'vnc';
   holder: string;
 }
 

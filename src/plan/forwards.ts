@@ -1,5 +1,5 @@
 /** Forward reconciliation: what to add and remove live so a running VM's forwards match the manifest. */
-import type { ForwardSpec, VmSpec } from '../manifest/types.js';
+import { type ForwardSpec, forwardField, type VmSpec } from '../manifest/types.js';
 import { sameForward } from '../model/forward.js';
 import type { Observation, RunningVm } from '../observe/types.js';
 import type { VmPlanning } from './context.js';
@@ -23,8 +23,7 @@ export function withoutConflicts(
     if (holder === undefined) return true;
     problem?.(
       `host port ${f.proto} ${f.hostAddress}:${f.hostPort} is in use by ${holder}`,
-      'forwards',
-      f.index,
+      ...forwardField(f),
     );
     return false;
   });

@@ -5,6 +5,7 @@
  */
 
 import { statSync } from 'node:fs';
+import { type DisplaySpec, forwardField } from '../manifest/types.js';
 import { formatMemory, formatSize } from '../model/units.js';
 import type { DiskState, ImageState, ObservedVm } from '../observe/types.js';
 import { QEMU_SYSTEM } from '../qemu/argv.js';
@@ -114,11 +115,20 @@ function mountSourcesExist(ctx: VmPlanning): boolean {
 function portsFree(ctx: VmPlanning): boolean {
   const conflicts = ctx.observation.portConflicts.filter((c) => c.vm === ctx.spec.name);
   for (const conflict of conflicts) {
+    if (conflict.index === 'vnc') {
+      const vnc = ctx.spec.display as Extract<DisplaySpec, { kind: 'vnc-tcp' }>;
+      ctx.problem(
+        `host port tcp ${vnc.address}:${vnc.port} (VNC) is in use by ${conflict.holder}`,
+        'display',
+        'vnc',
+        'port',
+      );
+      continue;
+    }
     const f = ctx.spec.forwards.find((x) => x.index === conflict.index)!;
     ctx.problem(
       `host port ${f.proto} ${f.hostAddress}:${f.hostPort} is in use by ${conflict.holder}`,
-      'forwards',
-      conflict.index,
+      ...forwardField(f),
     );
   }
   return conflicts.length === 0;

@@ -66,6 +66,33 @@ describe('a port taken by another program', () => {
   });
 });
 
+describe('the SSH and VNC ports of a VM to start, taken by another program', () => {
+  it('plan names each at its own field (ssh.port, display.vnc.port), not at a forward', {
+    timeout: 30_000,
+  }, async () => {
+    const [sshPort, vncPort] = [await freshPort(), await freshPort()];
+    const holders = [await holdPort(sshPort), await holdPort(vncPort)];
+    const dir = path.join(box.root, 'guest-ports');
+    const file = writeManifest(path.join(dir, 'm.yaml'), {
+      dev: bareVm({ ssh: { user: 'dev', port: sshPort }, display: { vnc: { port: vncPort } } }),
+    });
+    const plan = await box.run(['plan', '-f', file]);
+    expect(plan.exitCode).toBe(1);
+    expect(plan.stdout).toMatch(
+      new RegExp(
+        `! dev +error: ${escapeRegExp(file)}:${lineOf(file, `port: ${sshPort}`)}:\\d+: vms\\.dev\\.ssh\\.port: host port tcp 127\\.0\\.0\\.1:${sshPort} is in use by pid ${holders[0]!.pid} \\(node`,
+      ),
+    );
+    expect(plan.stdout).toMatch(
+      new RegExp(
+        `! dev +error: ${escapeRegExp(file)}:${lineOf(file, `port: ${vncPort}`)}:\\d+: vms\\.dev\\.display\\.vnc\\.port: host port tcp 127\\.0\\.0\\.1:${vncPort} \\(VNC\\) is in use by pid ${holders[1]!.pid} \\(node`,
+      ),
+    );
+    expect(plan.stdout).not.toContain('forwards[');
+    expect(qemusUnder(box.runtime)).toEqual([]);
+  });
+});
+
 describe('two manifests in different folders want the same port', () => {
   it("the second's plan names the VM and the manifest of the first", { timeout: 30_000 }, async () => {
     const port = await freshPort();
