@@ -4,7 +4,13 @@
  */
 import path from 'node:path';
 import { buildSeed, type GuestMount, mergeUserData, type ShareType } from '../guest/cloud-init.js';
-import { type DataDiskSpec, type ForwardSpec, SSH_FORWARD_INDEX, type VmSpec } from '../manifest/types.js';
+import {
+  type DataDiskSpec,
+  type ForwardSpec,
+  SSH_FORWARD_ADDRESS,
+  SSH_FORWARD_INDEX,
+  type VmSpec,
+} from '../manifest/types.js';
 import type { HostForward } from '../model/forward.js';
 import type { ExportOptions, ExportWarning } from './types.js';
 
@@ -149,7 +155,7 @@ export function exportForwards(spec: VmSpec): ExportForward[] {
     ...own,
     {
       proto: 'tcp',
-      hostAddress: '127.0.0.1',
+      hostAddress: SSH_FORWARD_ADDRESS,
       hostPort: spec.ssh.port,
       guestAddress: '',
       guestPort: 22,

@@ -10,7 +10,7 @@
  */
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Manifest, SSH_FORWARD_INDEX, type VmSpec } from '../manifest/types.js';
+import { type Manifest, SSH_FORWARD_ADDRESS, SSH_FORWARD_INDEX, type VmSpec } from '../manifest/types.js';
 import type { SshAccess } from '../model/access.js';
 import { ensurePrivateDir, type Namespace, seedDir, type VmPaths, vmPaths } from '../runtime/paths.js';
 import { buildSeed, type SeedFiles, type SshProvision } from './cloud-init.js';
@@ -62,7 +62,7 @@ export function preparedGuest(
   if (spec.ssh && keys) {
     const access: SshAccess = {
       vm: spec.name,
-      host: '127.0.0.1',
+      host: SSH_FORWARD_ADDRESS,
       port: keys.port,
       user: spec.ssh.user,
       identity: namespace.sshKey,
@@ -72,7 +72,7 @@ export function preparedGuest(
     provision = { user: spec.ssh.user, authorizedKey: keys.userPublicKey, hostKey: keys.hostKey };
     const sshForward = {
       proto: 'tcp' as const,
-      hostAddress: '127.0.0.1',
+      hostAddress: SSH_FORWARD_ADDRESS,
       hostPort: keys.port,
       guestAddress: '',
       guestPort: 22,

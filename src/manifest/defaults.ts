@@ -134,7 +134,7 @@ function expandHome(p: string, doc: VmDocument): string {
   return doc.resolve(p);
 }
 
-function displayOf(doc: VmDocument): DisplaySpec | undefined {
+export function displayOf(doc: VmDocument): DisplaySpec | undefined {
   const d = doc.raw.display;
   if (d === undefined) return undefined;
   if (d === 'vnc') return { kind: 'vnc-socket' };

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { Diagnostic } from '../errors.js';
-import { type FieldPath, formatFieldPath } from '../model/field-path.js';
+import { type FieldPath, formatFieldPath, isWithinField } from '../model/field-path.js';
 import type { LoadedYaml } from './load.js';
 import type { RawImageSource, RawVm } from './types.js';
 
@@ -46,7 +46,7 @@ export function vmDocuments(
   const refused = schemaFindings.map((d) => d.path ?? '');
   const accepted = (fieldPath: FieldPath) => {
     const prefix = formatFieldPath(fieldPath);
-    return !refused.some((p) => p === prefix || p.startsWith(`${prefix}.`) || p.startsWith(`${prefix}[`));
+    return !refused.some((p) => isWithinField(p, prefix));
   };
   const vms = (loaded.value as { vms?: unknown }).vms;
   if (typeof vms !== 'object' || vms === null || Array.isArray(vms)) return [];

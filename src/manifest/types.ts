@@ -162,6 +162,9 @@ export interface ForwardSpec extends HostForward {
 /** The `index` of the forward qvm adds for `ssh:` (declared by `ssh.port`, not in `forwards`). */
 export const SSH_FORWARD_INDEX = -1;
 
+/** The host address of that forward: SSH is reachable from this machine only. */
+export const SSH_FORWARD_ADDRESS = '127.0.0.1';
+
 /** The field of a VM that declares a forward: its item of `forwards`, or `ssh.port` for the SSH forward. */
 export function forwardField(forward: Pick<ForwardSpec, 'index'>): (string | number)[] {
   return forward.index === SSH_FORWARD_INDEX ? ['ssh', 'port'] : ['forwards', forward.index];

@@ -5,14 +5,14 @@
  * files is found as surely as in one.
  */
 import type { Diagnostic } from '../errors.js';
-import { type FieldPath, formatFieldPath } from '../model/field-path.js';
+import { type FieldPath, formatFieldPath, isWithinField } from '../model/field-path.js';
 import { checkMonitorClaims } from './checks/adopted.js';
 import { checkManagedOptions, checkSnapshotDrives } from './checks/args.js';
 import { checkKernelBoot } from './checks/boot.js';
 import { checkDevices } from './checks/devices.js';
 import { checkDiskClaims, checkDiskFormat } from './checks/disks.js';
 import { checkForwardCollisions, checkForwardRules } from './checks/forwards.js';
-import { checkCloudInit, checkImage, checkSsh, unpinned, urlProblem } from './checks/guest.js';
+import { checkCloudInit, checkImage, checkSsh, imageSourceProblem } from './checks/guest.js';
 import { checkLimits } from './checks/limits.js';
 import { checkReady } from './checks/ready.js';
 import { checkSnapshotNeeds } from './checks/snapshots.js';
@@ -127,15 +127,10 @@ function imageCatalog(
     for (const [name, source] of Object.entries(images as Record<string, RawImageSource>)) {
       const fieldPath = ['images', name];
       const prefix = formatFieldPath(fieldPath);
-      // The entry or a field of it (`images.a` is not refused by a problem at `images.ab`).
-      const refused = schema.some(
-        (d) => d.path === prefix || d.path?.startsWith(`${prefix}.`) || d.path?.startsWith(`${prefix}[`),
-      );
+      const refused = schema.some((d) => d.path !== undefined && isWithinField(d.path, prefix));
       if (refused || typeof source !== 'object' || source === null) continue;
-      const bad = urlProblem(source.url);
-      const why = unpinned(source);
-      if (bad) diagnostics.push(located(loaded, [...fieldPath, 'url'], bad));
-      else if (why) diagnostics.push(located(loaded, fieldPath, why));
+      const problem = imageSourceProblem(source);
+      if (problem) diagnostics.push(located(loaded, [...fieldPath, ...problem.at], problem.message));
       const earlier = catalog[name];
       if (earlier && JSON.stringify(earlier) !== JSON.stringify(source)) {
         diagnostics.push(

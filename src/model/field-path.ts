@@ -2,6 +2,11 @@
 
 export type FieldPath = ReadonlyArray<string | number>;
 
+/** Whether the printed path PATH is the field PREFIX or a field inside it (`images.a` is not inside `images.ab`). */
+export function isWithinField(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}.`) || path.startsWith(`${prefix}[`);
+}
+
 export function formatFieldPath(path: FieldPath): string {
   let out = '';
   for (const part of path) {

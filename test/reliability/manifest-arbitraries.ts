@@ -369,6 +369,9 @@ function buildVm(name: string, shape: VmShape, ports: number[]): RawVm {
   return vm;
 }
 
+/** Whether VM saves snapshots into its disks (`snapshot:` or `state: saved`). */
+const saves = (vm: RawVm) => vm.snapshot !== undefined || vm.state === 'saved';
+
 /**
  * The guest side of a VM qvm starts (`adopted` VMs get none of it): an image when the disk can be its overlay,
  * cloud-init, SSH, the agent, shares, data disks and a display, each within the rules of checks/guest.ts and
@@ -405,9 +408,9 @@ function addGuest(vm: RawVm, name: string, shape: VmShape, ports: number[]): voi
       ...(ci.network !== undefined ? { networkConfig: ci.network } : {}),
     };
   }
-  const saves = vm.snapshot !== undefined || vm.state === 'saved';
+  const saving = saves(vm);
   // QEMU cannot save a VM while a share is mounted: with snapshots, shares need the agent to unmount them.
-  const agent = shape.agent === true || (saves && shape.mounts.length > 0) ? true : shape.agent;
+  const agent = shape.agent === true || (saving && shape.mounts.length > 0) ? true : shape.agent;
   if (agent !== undefined) vm.agent = agent;
   if (shape.mounts.length > 0) {
     vm.mounts = shape.mounts.map((m, i) => ({
@@ -422,7 +425,7 @@ function addGuest(vm: RawVm, name: string, shape: VmShape, ports: number[]): voi
       path: `disks/${name}/data${i}-${shape.fileJunk}.qcow2`,
       ...(d.size !== undefined ? { size: d.size } : {}),
       // QEMU saves snapshots into every writable disk: a raw one cannot hold them.
-      ...(d.format !== undefined && !(saves && d.format === 'raw') ? { format: d.format } : {}),
+      ...(d.format !== undefined && !(saving && d.format === 'raw') ? { format: d.format } : {}),
       ...(d.serial ? { serial: `s${i}-${name.slice(0, 12)}` } : {}),
     }));
   }
@@ -909,9 +912,6 @@ function adopted(name: string, vm: RawVm): void {
   if (ready?.ssh !== undefined || ready?.agent !== undefined) delete vm.ready;
   vm.monitor = `/run/adopted/${name}.sock`;
 }
-
-/** Whether VM saves snapshots into its disks (`snapshot:` or `state: saved`). */
-const saves = (vm: RawVm) => vm.snapshot !== undefined || vm.state === 'saved';
 
 /** Makes VM's devices fit snapshots: the agent for its shares, qcow2 data disks. */
 function fitForSaves(vm: RawVm): void {

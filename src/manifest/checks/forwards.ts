@@ -2,9 +2,9 @@
 import type { Diagnostic } from '../../errors.js';
 import { formatFieldPath } from '../../model/field-path.js';
 import { describeForward, hostSidesCollide, parseHostfwd } from '../../model/forward.js';
-import { forwardsOf } from '../defaults.js';
+import { displayOf, forwardsOf } from '../defaults.js';
 import type { ManifestCheck, VmCheck, VmDocument } from '../document.js';
-import { DEFAULTS, type ForwardSpec } from '../types.js';
+import { type ForwardSpec, SSH_FORWARD_ADDRESS } from '../types.js';
 
 /** A rule in QEMU's hostfwd syntax that does not parse (the schema only checks its outline). */
 export const checkForwardRules: VmCheck = (doc) => {
@@ -19,7 +19,7 @@ export const checkForwardRules: VmCheck = (doc) => {
 };
 
 /**
- * A host port qvm has QEMU bind for a VM: a forward, the SSH forward of `ssh.port` (always on 127.0.0.1,
+ * A host port qvm has QEMU bind for a VM: a forward, the SSH forward of `ssh.port` (on SSH_FORWARD_ADDRESS,
  * see guest/prepare.ts), or a VNC server on a TCP port (`display.vnc`). QEMU binds each when the VM starts
  * or the forward is added, so two claims on one port would fail there instead of here.
  */
@@ -40,22 +40,20 @@ function hostPortClaims(doc: VmDocument): HostPortClaim[] {
   if (sshPort !== undefined)
     claims.push({
       proto: 'tcp',
-      hostAddress: '127.0.0.1',
+      hostAddress: SSH_FORWARD_ADDRESS,
       hostPort: sshPort,
       field: ['ssh', 'port'],
-      what: `ssh on 127.0.0.1:${sshPort}`,
+      what: `ssh on ${SSH_FORWARD_ADDRESS}:${sshPort}`,
     });
-  const display = doc.accepted('display') ? doc.raw.display : undefined;
-  if (typeof display === 'object' && display !== null) {
-    const address = display.vnc.address ?? DEFAULTS.forwardAddress;
+  const display = doc.accepted('display') ? displayOf(doc) : undefined;
+  if (display?.kind === 'vnc-tcp')
     claims.push({
       proto: 'tcp',
-      hostAddress: address,
-      hostPort: display.vnc.port,
+      hostAddress: display.address,
+      hostPort: display.port,
       field: ['display', 'vnc', 'port'],
-      what: `VNC on ${address}:${display.vnc.port}`,
+      what: `VNC on ${display.address}:${display.port}`,
     });
-  }
   return claims;
 }
 

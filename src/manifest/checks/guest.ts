@@ -50,23 +50,35 @@ export const checkImage: VmCheck = (doc) => {
   return out;
 };
 
-/** An image URL that does not parse, and an http(s) image without a digest (anything the server sends). */
 function pinned(
   doc: VmDocument,
   source: { url: string; sha256?: string; sha512?: string },
   field: (string | number)[],
 ): Diagnostic[] {
+  const problem = imageSourceProblem(source);
+  return problem ? [doc.problem([...field, ...problem.at], problem.message)] : [];
+}
+
+/**
+ * What is wrong with an image source, and where under it (`at`): a URL that cannot be used, or an http(s)
+ * image without a digest (it could be anything the server sends). For `image:` and `images:` alike.
+ */
+export function imageSourceProblem(source: {
+  url: string;
+  sha256?: string;
+  sha512?: string;
+}): { at: string[]; message: string } | undefined {
   const bad = urlProblem(source.url);
-  if (bad) return [doc.problem([...field, 'url'], bad)];
+  if (bad) return { at: ['url'], message: bad };
   const why = unpinned(source);
-  return why ? [doc.problem(field, why)] : [];
+  return why ? { at: [], message: why } : undefined;
 }
 
 /**
  * Why an image URL cannot be used, or undefined. The schema checks only its outline: `file:///a/%` or
  * `file://host/a` pass it, and Node refuses them (a file URL must be a local, well-encoded path).
  */
-export function urlProblem(url: string): string | undefined {
+function urlProblem(url: string): string | undefined {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -83,7 +95,7 @@ export function urlProblem(url: string): string | undefined {
 }
 
 /** Why an http(s) image source is not pinned, or undefined when it is (or is not http). */
-export function unpinned(source: { url: string; sha256?: string; sha512?: string }): string | undefined {
+function unpinned(source: { url: string; sha256?: string; sha512?: string }): string | undefined {
   if (!/^https?:/.test(source.url) || source.sha256 !== undefined || source.sha512 !== undefined)
     return undefined;
   return `needs sha256 or sha512: an http(s) image is pinned by its digest, got none for ${source.url}`;
